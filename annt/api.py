@@ -1,0 +1,50 @@
+"""Running a task file from Python: what ``main.py`` does, as functions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import config as _config
+from .errors import AnntError
+from .runs import Run, create_run, open_run
+from .tasks import task_function
+
+_last_run_dir = None
+
+
+def load_config(path, overrides: list[str] | None = None) -> dict:
+    """Validate a task file (plus ``--set`` style overrides); returns the resolved config dict."""
+    return _config.load_config(path, overrides)
+
+
+def run_config(path, overrides: list[str] | None = None, *, resume=None) -> dict:
+    """Validate and run a task file. Returns the results dict (with ``run_dir``).
+
+    Validation happens before anything is written; a new run folder is created unless
+    ``resume`` names an interrupted run folder to continue.
+    """
+    global _last_run_dir
+    if resume is not None:
+        cfg = _config.load_config(path, overrides)
+        func = task_function(cfg["task"])
+        if cfg["task"] not in ("attack", "train"):
+            raise AnntError(f"--resume: task {cfg['task']!r} cannot be resumed (only attack and train)")
+        run, cfg = open_run(resume, cfg["task"])
+    else:
+        cfg = _config.load_config(path, overrides)
+        func = task_function(cfg["task"])  # fail on an unimplemented task before creating a folder
+        run = create_run(cfg, Path(path).read_text(encoding="utf-8"))
+    _last_run_dir = run.path
+    try:
+        return run_task(cfg, run, func)
+    finally:
+        run.close()
+
+
+def run_task(cfg: dict, run: Run, func=None) -> dict:
+    func = func or task_function(cfg["task"])
+    run.log.info("annt %s: %s -> %s", cfg["task"], cfg["name"], run.path)
+    results = func(cfg, run)
+    results = {"task": cfg["task"], "name": cfg["name"], "complete": True, **results,
+               "run_dir": str(run.path)}
+    run.write_results(results)
+    return results

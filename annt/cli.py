@@ -1,0 +1,61 @@
+"""Command line: ``python main.py CONFIG.yaml [--set key.path=value ...] [--check] [--resume RUN_DIR]``.
+
+A thin wrapper over :func:`annt.run_config`. User errors print one line and exit 2; an
+interrupted run exits 130 and says how to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+from .errors import AnntError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's default prints usage + message; keep it to one line
+        print(f"annt: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="annt", description="Train, attack and evaluate DoReFa-quantized networks from a YAML task file.")
+    p.add_argument("config", help="task file (YAML); see wiki/Configuration.md")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value (repeatable), e.g. --set attack.samples=20")
+    p.add_argument("--check", action="store_true", help="validate and print the resolved config, then exit")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted train or attack run in RUN_DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ banner is noise for users
+    from . import api
+
+    try:
+        if args.check:
+            cfg = api.load_config(args.config, args.overrides)
+            sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
+            print(f"# {args.config}: OK ({cfg['task']})", file=sys.stderr)
+            return 0
+        result = api.run_config(args.config, args.overrides, resume=args.resume)
+    except AnntError as e:
+        print(f"annt: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        run_dir = getattr(api, "_last_run_dir", None)
+        hint = f"; resume with --resume {run_dir}" if run_dir else ""
+        print(f"annt: interrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"run folder: {result['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

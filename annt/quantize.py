@@ -1,0 +1,80 @@
+"""DoReFa-Net quantizers (Zhou et al. 2016; tensorpack ``examples/DoReFa-Net/dorefa.py``).
+
+Three small functions, each the paper's formula. Gradients are never quantized: every rounding
+step uses the straight-through estimator (STE), i.e. the backward pass treats ``round`` (and
+``sign``) as the identity.
+
+Bit widths are ints in {1, 2, 4, 8, 12, 16, 32}; ``32`` means full precision and every
+quantizer is then the identity (for activations: no clip either, SPEC §4).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+FULL_PRECISION = 32
+VALID_BITS = (1, 2, 4, 8, 12, 16, 32)
+
+
+def check_bits(k: int, what: str = "bits") -> int:
+    """Return ``k`` if it is an allowed bit width, else raise ``ValueError``."""
+    if isinstance(k, bool) or int(k) != k or int(k) not in VALID_BITS:
+        raise ValueError(f"{what} must be one of {list(VALID_BITS)} (32 = full precision), got {k!r}")
+    return int(k)
+
+
+def bits_label(weight_bits: int, act_bits: int) -> str:
+    """Human label: ``"fp"``, ``"4bit"`` (same k for both), or ``"w1a4"`` / ``"wfpa2"`` (mixed)."""
+    def one(k):
+        return "fp" if k == FULL_PRECISION else str(k)
+
+    if weight_bits == act_bits:
+        return "fp" if weight_bits == FULL_PRECISION else f"{weight_bits}bit"
+    return f"w{one(weight_bits)}a{one(act_bits)}"
+
+
+def quantize_k(x: tf.Tensor, k: int) -> tf.Tensor:
+    """k-bit uniform quantizer on [0, 1] with a straight-through gradient.
+
+        forward:  q = round(x · n) / n,   n = 2^k − 1
+        backward: ∂q/∂x = 1
+
+    ``x`` is expected in [0, 1]; the result then lies on the grid {0, 1/n, …, 1}.
+    """
+    n = float(2 ** k - 1)
+    q = tf.round(x * n) / n
+    # STE: the forward value is q, the gradient is that of the identity.
+    return x + tf.stop_gradient(q - x)
+
+
+def quantize_weights(w: tf.Tensor, k: int) -> tf.Tensor:
+    """DoReFa weight quantizer ``fw``.
+
+    * k = 32: identity.
+    * k = 1:  w_q = sign(w) · E(|w|), E = mean of |w| over the whole tensor (one scale per layer),
+      no gradient through E; sign(0) := +1 so there are exactly two levels ±E; STE through sign,
+      so ∂w_q/∂w = E.
+    * k > 1:  t = tanh(w);  w_q = 2 · quantize_k(t / (2·max|t|) + 0.5, k) − 1,
+      values on 2^k levels in [−1, 1]; the gradient flows through tanh and max|t| exactly as
+      in tensorpack (only the rounding is straight-through).
+    """
+    if k == FULL_PRECISION:
+        return w
+    if k == 1:
+        e = tf.stop_gradient(tf.reduce_mean(tf.abs(w)))
+        s = tf.where(w >= 0, tf.ones_like(w), -tf.ones_like(w))
+        return (w + tf.stop_gradient(s - w)) * e
+    t = tf.tanh(w)
+    x = t / (2.0 * tf.reduce_max(tf.abs(t))) + 0.5
+    return 2.0 * quantize_k(x, k) - 1.0
+
+
+def quantize_activations(x: tf.Tensor, k: int) -> tf.Tensor:
+    """DoReFa activation quantizer ``fa``.
+
+    * k = 32: identity — no clip, the layer's nonlinearity alone shapes the activation.
+    * else:   a_q = quantize_k(clip(x, 0, 1), k); the gradient is 1 inside [0, 1] and 0 outside
+      (the clip's own gradient; the rounding is straight-through).
+    """
+    if k == FULL_PRECISION:
+        return x
+    return quantize_k(tf.clip_by_value(x, 0.0, 1.0), k)

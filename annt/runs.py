@@ -1,0 +1,140 @@
+"""Run folders (SPEC §8): ``output_dir/<time>-<task>-<name>/``, created exclusively, never reused
+except by an explicit resume. Each holds the config as given, the resolved config, the environment,
+a log and the task's results; every file is written atomically.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import AnntError
+from .io import atomic_write_json, atomic_write_text
+
+PACKAGES = ("annt", "tensorflow", "keras", "adversarial-robustness-toolbox", "numpy", "PyYAML", "pillow", "matplotlib")
+LOGGER_NAME = "annt"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that determine results."""
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    from . import __version__
+    out["annt"] = __version__
+    return out
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0:
+        return None
+    return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    env = {"versions": versions(), "git_commit": git_commit(), "platform": platform.platform(),
+           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+           "argv": sys.argv, "cwd": os.getcwd(), "time": _dt.datetime.now().astimezone().isoformat()}
+    if "tensorflow" in sys.modules:  # only report devices if TF is already loaded (it is for real tasks)
+        tf = sys.modules["tensorflow"]
+        env["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return env
+
+
+class Run:
+    """A run folder plus its logger. ``run.path / name`` for artifacts; ``run.log.info`` to log."""
+
+    def __init__(self, path: Path, cfg: dict, resumed: bool = False):
+        self.path = Path(path)
+        self.cfg = cfg
+        self.resumed = resumed
+        self.log = _make_logger(self.path / "log.txt")
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return atomic_write_json(self.path / name, obj)
+
+    def write_results(self, results: dict) -> Path:
+        return self.write_json("results.json", results)
+
+    def close(self) -> None:
+        for h in list(self.log.handlers):
+            if isinstance(h, logging.FileHandler):
+                h.close()
+                self.log.removeHandler(h)
+
+
+def _make_logger(logfile: Path) -> logging.Logger:
+    log = logging.getLogger(LOGGER_NAME)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fh = logging.FileHandler(logfile, encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    sh = logging.StreamHandler(sys.stdout)
+    sh.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(fh)
+    log.addHandler(sh)
+    return log
+
+
+def create_run(cfg: dict, config_text: str | None = None, now: _dt.datetime | None = None) -> Run:
+    """Make a new, unique run folder and write the config (as given and resolved) and environment."""
+    out = Path(cfg["output_dir"])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AnntError(f"output_dir {out}: cannot create ({e.strerror})") from None
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{cfg['task']}-{cfg['name']}"
+    for i in range(1, 1000):
+        path = out / (base if i == 1 else f"{base}-{i}")
+        try:
+            path.mkdir()  # exclusive: fails if another run already took this name
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise AnntError(f"output_dir {out}: could not find a free run-folder name for {base}")
+    if config_text is not None:
+        atomic_write_text(path / "config.yaml", config_text)
+    atomic_write_text(path / "config.resolved.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_json(path / "environment.json", environment())
+    return Run(path, cfg)
+
+
+def open_run(path, task: str) -> tuple[Run, dict]:
+    """Reopen an interrupted run folder for ``--resume``; returns the run and its resolved config."""
+    path = Path(path)
+    resolved = path / "config.resolved.yaml"
+    if not resolved.is_file():
+        raise AnntError(f"--resume {path}: not a run folder (no config.resolved.yaml)")
+    cfg = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+    if cfg.get("task") != task:
+        raise AnntError(f"--resume {path}: that run is a {cfg.get('task')!r} task, not {task!r}")
+    if (path / "results.json").is_file() and json.loads((path / "results.json").read_text()).get("complete"):
+        raise AnntError(f"--resume {path}: that run already finished")
+    return Run(path, cfg, resumed=True), cfg

@@ -1,0 +1,146 @@
+"""Config validation: every bad input gives ONE line naming file, key path, value and what is allowed."""
+import textwrap
+
+import pytest
+import yaml
+
+from annt import cli
+from annt.config import describe_schema, load_config, parse_bits, parse_override
+from annt.errors import ConfigError
+
+GOOD = """
+task: attack
+name: t
+output_dir: out
+data: {dataset: mnist, split: test, source: sample}
+model: {arch: mnist_a, bits: 4, checkpoint: models/mnist_a-4bit}
+attack: {name: fgsm, params: {eps: 0.1}, samples: 5}
+"""
+
+
+def write(tmp_path, text, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_good_config_resolves_defaults_and_paths(tmp_path, fake_model_dir):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg["model"]["bits"] == {"weights": 4, "activations": 4}
+    assert cfg["model"]["checkpoint"] == str(fake_model_dir)  # relative to the config file
+    assert cfg["output_dir"] == str(tmp_path / "out")
+    assert cfg["attack"]["select"] == "random" and cfg["attack"]["only_correct"] is True
+    assert cfg["attack"]["params"]["eps"] == 0.1
+    assert cfg["seed"] == 0 and cfg["data"]["val_size"] == 5000
+    assert cfg["train"] is None  # sections a task does not use stay empty
+
+
+def test_bits_forms():
+    assert parse_bits("fp") == 32 and parse_bits(32) == 32 and parse_bits("4bit") == 4 and parse_bits(1) == 1
+    for bad in (3, 0, 64, "int8", True, 2.0):
+        with pytest.raises(ValueError):
+            parse_bits(bad)
+
+
+def test_bits_mapping(tmp_path, fake_model_dir):
+    cfg = load_config(write(tmp_path, GOOD), ["model.bits={weights: 2, activations: fp}"])
+    assert cfg["model"]["bits"] == {"weights": 2, "activations": 32}
+
+
+def test_set_override_changes_value_and_is_validated(tmp_path, fake_model_dir):
+    cfg = load_config(write(tmp_path, GOOD), ["attack.samples=20", "seed=7"])
+    assert cfg["attack"]["samples"] == 20 and cfg["seed"] == 7
+    with pytest.raises(ConfigError, match=r"attack\.samples = -1 \(from --set\): must be an integer >= 1"):
+        load_config(write(tmp_path, GOOD), ["attack.samples=-1"])
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+        load_config(write(tmp_path, GOOD), ["attack.samples"])
+
+
+def test_parse_override_types():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=fp") == (["a"], "fp")
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("a=null") == (["a"], None)
+
+
+# (description, config edit as --set overrides or replacement text, expected fragment of the message)
+BAD = [
+    ("bits 3", ["model.bits=3"], "model.bits = 3: allowed: fp, 1, 2, 4, 8, 12, 16"),
+    ("negative samples", ["attack.samples=-1"], "attack.samples = -1"),
+    ("zero runs", ["attack.runs=0"], "attack.runs = 0"),
+    ("samples wrong type", ["attack.samples=ten"], "attack.samples = 'ten' (from --set): must be an integer"),
+    ("unknown top key", ["sead=1"], "sead: unknown key in top level (did you mean 'seed'?)"),
+    ("unknown nested key", ["attack.sample=3"], "attack.sample: unknown key in attack (did you mean 'samples'?)"),
+    ("unknown dataset", ["data.dataset=mnsit"], "data.dataset = 'mnsit' (from --set): allowed: mnist, fashion_mnist, cifar10 (did you mean 'mnist'?)"),
+    ("unknown arch", ["model.arch=resnet21"], "model.arch = 'resnet21'"),
+    ("unknown attack", ["attack.name=fgms"], "attack.name = 'fgms'"),
+    ("unknown task", ["task=atack"], "task = 'atack' (from --set): allowed: train, infer, attack, transfer, report (did you mean 'attack'?)"),
+    ("bool wrong type", ["attack.only_correct=maybe"], "attack.only_correct = 'maybe' (from --set): must be true or false"),
+    ("select choice", ["attack.select=best"], "attack.select = 'best'"),
+    ("missing checkpoint file", ["model.checkpoint=nowhere/model"], "model.checkpoint = 'nowhere/model' (from --set): no such file or folder"),
+    ("missing data_dir", ["data.data_dir=/no/such/dir"], "data.data_dir = '/no/such/dir'"),
+    ("arch vs dataset", ["model.arch=resnet20"], "model.arch = 'resnet20': is built for cifar10, not data.dataset=mnist"),
+    ("sample source on cifar", ["data.dataset=cifar10", "model.arch=resnet20"], "data.source = 'sample': the shipped sample is mnist/test only"),
+    ("section not used", ["train.epochs=3"], "train: section not used by task 'attack'"),
+    ("targeted without target", ["attack.targeted=true"], "attack.target = null: required when attack.targeted is true"),
+    ("bad target", ["attack.targeted=true", "attack.target=prev"], "attack.target = 'prev'"),
+    ("bad name chars", ["name=a/b"], "name = 'a/b' (from --set): use letters"),
+    ("section not mapping", ["attack=5"], "attack = 5"),
+    ("bits mapping bad key", ["model.bits={weight: 2, activations: 2}"], "a bits mapping needs exactly the keys weights and activations"),
+    ("val_size range", ["data.val_size=-5"], "data.val_size = -5"),
+    ("unknown attack param", ["attack.params={epz: 0.1}"], "attack.params.epz"),
+    ("attack param range", ["attack.params={eps: -0.5}"], "attack.params.eps"),
+    ("local source without dir", ["data.source=local"], "data.data_dir = null: required when data.source is local"),
+]
+
+
+@pytest.mark.parametrize("desc,overrides,fragment", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_one_line_exit_2_no_run_folder(tmp_path, fake_model_dir, capsys, desc, overrides, fragment):
+    path = write(tmp_path, GOOD)
+    rc = cli.main([str(path), *sum((["--set", o] for o in overrides), [])])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert str(path) in lines[0]
+    assert fragment in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+BAD_FILES = [
+    ("yaml syntax", "task: attack\nmodel: {arch: [\n", "YAML syntax error"),
+    ("empty file", "", "config file is empty"),
+    ("top level list", "- a\n- b\n", "top level must be a mapping"),
+    ("missing task", "name: x\n", "task = <missing>: required"),
+    ("transfer missing sources", "task: transfer\ntransfer: {targets: [models/mnist_a-4bit]}\n", "transfer.sources = <missing>: required"),
+    ("transfer glob matches nothing", "task: transfer\ntransfer: {sources: [runs/*.npz], targets: [models/mnist_a-4bit]}\n",
+     "transfer.sources[0] = 'runs/*.npz'"),
+]
+
+
+@pytest.mark.parametrize("desc,text,fragment", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_files(tmp_path, fake_model_dir, capsys, desc, text, fragment):
+    path = write(tmp_path, text)
+    assert cli.main([str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert cli.main([str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_check_prints_resolved_config_and_creates_nothing(tmp_path, fake_model_dir, capsys):
+    path = write(tmp_path, GOOD)
+    assert cli.main([str(path), "--check", "--set", "attack.samples=3"]) == 0
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert out["attack"]["samples"] == 3 and out["model"]["bits"]["weights"] == 4
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_schema_key_is_documented():
+    rows = describe_schema()
+    assert len(rows) > 40
+    for key, default, allowed, doc in rows:
+        assert doc, f"{key} has no doc line"
