@@ -430,11 +430,16 @@ def _check_attack(ctx, cfg):
     a = cfg["attack"]
     if a["name"] is None:
         raise ctx.fail("attack.name", None, "required; allowed: fgsm, pgd, cw_l2, boundary, jsma, uap")
-    from .attacks import validate_attack_params, preset_params  # no TF import
+    from .attacks import paper_params, validate_attack_params  # registry only: no TF import
 
-    params = dict(preset_params(a["name"], cfg["data"]["dataset"]) if a["preset"] else {})
+    params = {}
+    if a["preset"] == "paper":
+        try:
+            params = paper_params(a["name"], cfg["data"]["dataset"])
+        except ConfigError as e:
+            raise ConfigError(f"{ctx.file}: attack.preset = 'paper': {e}") from None
     params.update(a["params"] or {})
-    a["params"] = validate_attack_params(a["name"], params, where=f"{ctx.file}: attack.params")
+    a["params"] = validate_attack_params(a["name"], params, where=f"{ctx.file}: attack")
     t = a["target"]
     if a["targeted"]:
         if t is None:

@@ -65,7 +65,7 @@ def test_parse_override_types():
 
 # (description, config edit as --set overrides or replacement text, expected fragment of the message)
 BAD = [
-    ("bits 3", ["model.bits=3"], "model.bits = 3: allowed: fp, 1, 2, 4, 8, 12, 16"),
+    ("bits 3", ["model.bits=3"], "model.bits = 3 (from --set): allowed: fp, 1, 2, 4, 8, 12, 16"),
     ("negative samples", ["attack.samples=-1"], "attack.samples = -1"),
     ("zero runs", ["attack.runs=0"], "attack.runs = 0"),
     ("samples wrong type", ["attack.samples=ten"], "attack.samples = 'ten' (from --set): must be an integer"),
@@ -79,7 +79,7 @@ BAD = [
     ("select choice", ["attack.select=best"], "attack.select = 'best'"),
     ("missing checkpoint file", ["model.checkpoint=nowhere/model"], "model.checkpoint = 'nowhere/model' (from --set): no such file or folder"),
     ("missing data_dir", ["data.data_dir=/no/such/dir"], "data.data_dir = '/no/such/dir'"),
-    ("arch vs dataset", ["model.arch=resnet20"], "model.arch = 'resnet20': is built for cifar10, not data.dataset=mnist"),
+    ("arch vs dataset", ["model.arch=resnet20"], "model.arch = 'resnet20' (from --set): is built for cifar10, not data.dataset=mnist"),
     ("sample source on cifar", ["data.dataset=cifar10", "model.arch=resnet20"], "data.source = 'sample': the shipped sample is mnist/test only"),
     ("section not used", ["train.epochs=3"], "train: section not used by task 'attack'"),
     ("targeted without target", ["attack.targeted=true"], "attack.target = null: required when attack.targeted is true"),
@@ -114,7 +114,7 @@ BAD_FILES = [
     ("missing task", "name: x\n", "task = <missing>: required"),
     ("transfer missing sources", "task: transfer\ntransfer: {targets: [models/mnist_a-4bit]}\n", "transfer.sources = <missing>: required"),
     ("transfer glob matches nothing", "task: transfer\ntransfer: {sources: [runs/*.npz], targets: [models/mnist_a-4bit]}\n",
-     "transfer.sources[0] = 'runs/*.npz'"),
+     "runs/*.npz': pattern matches nothing"),
 ]
 
 

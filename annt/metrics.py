@@ -1,0 +1,127 @@
+"""Perturbation sizes, per-sample records and summaries (SPEC §7).
+
+All distances are on the [0, 1] pixel scale. For one sample, ``δ = x_adv − x`` flattened over all
+pixels and channels (``n`` elements):
+
+* ``l0 = #{i : |δ_i| > 1e-6}`` (count of changed elements; the threshold ignores float noise),
+  ``l0_fraction = l0 / n``;
+* ``l2 = ‖δ‖₂ = sqrt(Σ δ_i²)``;
+* ``linf = ‖δ‖∞ = max_i |δ_i|``.
+
+Accuracy over the ``n`` attacked samples with true labels ``y``:
+
+* ``clean_accuracy = mean(clean_pred == y)``;
+* ``adversarial_accuracy = mean(adv_pred == y)`` (still classified as the true label);
+* ``success_rate = 1 − adversarial_accuracy`` (evasion rate); a sample's ``success`` is
+  ``adv_pred != y``.
+
+Distance statistics are reported over successful samples (the paper's convention) and over all.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+__all__ = ["L0_THRESHOLD", "DISTANCES", "perturbation_norms", "sample_records", "summarize"]
+
+L0_THRESHOLD = 1e-6
+"""An element counts as changed when ``|δ| > L0_THRESHOLD`` (float32 round-off is ~6e-8 at 1.0)."""
+
+DISTANCES = ("l0", "l0_fraction", "l2", "linf")
+
+
+def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample ``l0``, ``l0_fraction``, ``l2``, ``linf`` of ``δ = x_adv − x`` (see module docstring).
+
+    :param x, x_adv: arrays of the same shape ``(N, ...)`` on the [0, 1] scale.
+    :return: dict of arrays of shape ``(N,)``: ``l0`` int64, the others float64.
+    """
+    x = np.asarray(x)
+    x_adv = np.asarray(x_adv)
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv differ in shape: {x.shape} vs {x_adv.shape}")
+    # float64 so that L2 of large images does not lose digits to float32 accumulation
+    delta = (x_adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1)
+    n_elements = delta.shape[1]
+    absd = np.abs(delta)
+    l0 = np.count_nonzero(absd > L0_THRESHOLD, axis=1).astype(np.int64)
+    return {
+        "l0": l0,
+        "l0_fraction": l0 / n_elements if n_elements else np.zeros(len(x)),
+        "l2": np.sqrt(np.sum(delta * delta, axis=1)),
+        "linf": absd.max(axis=1) if n_elements else np.zeros(len(x)),
+    }
+
+
+def sample_records(
+    index: np.ndarray,
+    y_true: np.ndarray,
+    clean_pred: np.ndarray,
+    adv_pred: np.ndarray,
+    x: np.ndarray,
+    x_adv: np.ndarray,
+) -> list[dict[str, Any]]:
+    """One record per sample: ``index`` (into the dataset split), ``true_label``, ``clean_pred``,
+    ``adv_pred``, ``success`` (``adv_pred != true_label``), ``l0``, ``l0_fraction``, ``l2``, ``linf``.
+
+    Values are plain Python ints/floats/bools, ready for JSON or CSV.
+    """
+    cols = {
+        "index": np.asarray(index),
+        "true_label": np.asarray(y_true),
+        "clean_pred": np.asarray(clean_pred),
+        "adv_pred": np.asarray(adv_pred),
+    }
+    n = len(x)
+    for key, col in cols.items():
+        if col.shape != (n,):
+            raise ValueError(f"{key} has shape {col.shape}, expected ({n},)")
+    norms = perturbation_norms(x, x_adv)
+    success = cols["adv_pred"] != cols["true_label"]
+    return [
+        {
+            "index": int(cols["index"][i]),
+            "true_label": int(cols["true_label"][i]),
+            "clean_pred": int(cols["clean_pred"][i]),
+            "adv_pred": int(cols["adv_pred"][i]),
+            "success": bool(success[i]),
+            **{k: (int(norms[k][i]) if k == "l0" else float(norms[k][i])) for k in DISTANCES},
+        }
+        for i in range(n)
+    ]
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {"mean": float("nan"), "median": float("nan")}
+    return {"mean": float(np.mean(values)), "median": float(np.median(values))}
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summary of :func:`sample_records` output (see module docstring for the formulas).
+
+    :return: ``n``, ``n_success``, ``clean_accuracy``, ``adversarial_accuracy``, ``success_rate``
+        (NaN when ``n == 0``), and for each distance ``d`` in l0, l0_fraction, l2, linf:
+        ``{d: {"successful": {"mean", "median"}, "all": {"mean", "median"}}}``; statistics over no
+        samples are NaN (written as ``null`` by :func:`annt.io.atomic_write_json`).
+    """
+    records = list(records)
+    n = len(records)
+    true = np.array([r["true_label"] for r in records], dtype=np.int64)
+    clean = np.array([r["clean_pred"] for r in records], dtype=np.int64)
+    adv = np.array([r["adv_pred"] for r in records], dtype=np.int64)
+    success = adv != true
+    nan = float("nan")
+    adv_acc = float(np.mean(~success)) if n else nan
+    summary: dict[str, Any] = {
+        "n": n,
+        "n_success": int(success.sum()),
+        "clean_accuracy": float(np.mean(clean == true)) if n else nan,
+        "adversarial_accuracy": adv_acc,
+        "success_rate": 1.0 - adv_acc if n else nan,
+    }
+    for key in DISTANCES:
+        values = np.array([r[key] for r in records], dtype=np.float64)
+        summary[key] = {"successful": _stats(values[success]), "all": _stats(values)}
+    return summary

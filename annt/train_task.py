@@ -1,0 +1,85 @@
+"""The ``train`` task: data -> build -> fit (select on validation) -> test -> model folder + card."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .data import DATASETS, load_dataset
+from .errors import AnntError
+from .runs import Run
+
+MODEL_SUBDIR = "model"
+
+
+def _limit(ds, n):
+    if n is not None and n < len(ds):
+        ds.x, ds.y, ds.index = ds.x[:n], ds.y[:n], ds.index[:n]
+    return ds
+
+
+def resolved_train_settings(cfg: dict) -> dict:
+    """The ``train:`` section with every null replaced by the architecture's default."""
+    from .training import default_train_settings
+
+    settings = default_train_settings(cfg["model"]["arch"])
+    for key, value in cfg["train"].items():
+        if key in settings and value is not None:
+            settings[key] = value
+    if cfg["train"]["augment"] is None:
+        settings["augment"] = cfg["data"]["dataset"] == "cifar10"
+    return settings
+
+
+def run_train(cfg: dict, run: Run) -> dict:
+    from .architectures import build_model
+    from .modelio import save_model_folder
+    from .training import fit
+
+    d, m = cfg["data"], cfg["model"]
+    load = dict(source=d["source"], data_dir=d["data_dir"], val_size=d["val_size"], seed=cfg["seed"])
+    train = _limit(load_dataset(d["dataset"], "train", **load), d["limit"])
+    val = _limit(load_dataset(d["dataset"], "val", **load), d["limit"])
+    test = _limit(load_dataset(d["dataset"], "test", **load), d["limit"])
+    if len(val) == 0:
+        raise AnntError(f"data.val_size = {d['val_size']}: training needs a validation split (> 0) to select checkpoints")
+    run.log.info("data: %s from %s (train %d, val %d, test %d)", d["dataset"], train.source, len(train), len(val), len(test))
+
+    settings = resolved_train_settings(cfg)
+    bits = m["bits"]
+    model = build_model(m["arch"], input_shape=DATASETS[d["dataset"]]["shape"], num_classes=DATASETS[d["dataset"]]["classes"],
+                        weight_bits=bits["weights"], act_bits=bits["activations"],
+                        quantize_first_last=m["quantize_first_last"], batchnorm=m["batchnorm"],
+                        quantize_last_hidden=m["quantize_last_hidden"])
+    run.log.info("model: %s W%s/A%s, %d parameters; train settings %s", m["arch"], bits["weights"], bits["activations"],
+                 model.count_params(), settings)
+    fit_args = {k: settings[k] for k in ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule",
+                                         "lr_decay_epochs", "lr_decay_factor", "weight_decay", "momentum", "augment")}
+    history = fit(model, train.x, train.y, val.x, val.y, checkpoint_dir=run.file("checkpoints"),
+                  log_dir=run.file("tensorboard"), seed=cfg["seed"], verbose=2, **fit_args)
+
+    test_logits = model.predict(test.x, batch_size=512, verbose=0)
+    test_acc = float(np.mean(np.argmax(test_logits, 1) == test.y))
+    val_acc = float(history["best_val_accuracy"])
+    run.log.info("best epoch %d: val accuracy %.4f, test accuracy %.4f", history["best_epoch"], val_acc, test_acc)
+    card = {"dataset": d["dataset"], "val_accuracy": val_acc, "test_accuracy": test_acc,
+            "epochs": settings["epochs"], "best_epoch": history["best_epoch"], "seed": cfg["seed"],
+            "data_hash": train.sha256, "data_source": train.source, "val_size": d["val_size"],
+            "train_size": len(train), "test_size": len(test), "train_settings": settings}
+    folder = save_model_folder(model, run.file(MODEL_SUBDIR), card)
+    exported = None
+    if cfg["train"]["export_to"]:
+        dest = Path(cfg["train"]["export_to"])
+        if dest.exists():
+            raise AnntError(f"train.export_to {dest}: already exists; model folders are never overwritten "
+                            f"(the trained model is in {folder})")
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(folder, tmp)
+        tmp.rename(dest)
+        exported = str(dest)
+        run.log.info("exported model folder to %s", dest)
+    return {"model_dir": str(folder), "exported_to": exported, "arch": m["arch"], "bits": bits,
+            "val_accuracy": val_acc, "test_accuracy": test_acc, "best_epoch": history["best_epoch"],
+            "epochs": settings["epochs"], "history": history["history"], "train_settings": settings}
