@@ -23,14 +23,15 @@ def run_config(path, overrides: list[str] | None = None, *, resume=None) -> dict
     ``resume`` names an interrupted run folder to continue.
     """
     global _last_run_dir
+    cfg = _config.load_config(path, overrides)
+    section = cfg.get(cfg["task"]) or {}
+    resume = resume or section.get("resume")
     if resume is not None:
-        cfg = _config.load_config(path, overrides)
         func = task_function(cfg["task"])
         if cfg["task"] not in ("attack", "train"):
             raise AnntError(f"--resume: task {cfg['task']!r} cannot be resumed (only attack and train)")
         run, cfg = open_run(resume, cfg["task"])
     else:
-        cfg = _config.load_config(path, overrides)
         func = task_function(cfg["task"])  # fail on an unimplemented task before creating a folder
         run = create_run(cfg, Path(path).read_text(encoding="utf-8"))
     _last_run_dir = run.path

@@ -74,8 +74,10 @@ SCHEMA: dict[str, Any] = {
         "limit": Key("int", None, "Use only the first N images of the split (quick runs).", nullable=True, min=1),
     },
     "model": {
-        "arch": Key("choice", None, "Architecture.", choices=ARCHS, nullable=True),
-        "bits": Key("bits", "fp", "fp or 1, 2, 4, 8, 12, 16 (32 = fp), or {weights: k, activations: k}."),
+        "arch": Key("choice", None, "Architecture; with a checkpoint, null = read from its card (and checked if given).",
+                    choices=ARCHS, nullable=True),
+        "bits": Key("bits", None, "fp or 1, 2, 4, 8, 12, 16 (32 = fp), or {weights: k, activations: k}; null = fp "
+                    "for train, the card's value with a checkpoint.", nullable=True),
         "checkpoint": Key("path", None, "Model folder (model.keras + card.json) to load.", nullable=True, must_exist=True),
         "quantize_first_last": Key("bool", False, "Quantize the first conv and the last linear layer too."),
         "batchnorm": Key("bool", False, "BatchNorm before each quantized activation (MNIST archs; ResNets always have it)."),
@@ -395,17 +397,47 @@ def _check_data(ctx, cfg):
 
 def _check_model(ctx, cfg, need_checkpoint: bool):
     m, d = cfg["model"], cfg["data"]
+    if need_checkpoint and m["checkpoint"] is None:
+        raise ctx.fail("model.checkpoint", None, "required: a model folder such as models/mnist_a-4bit")
+    if m["checkpoint"] is not None:
+        _check_card(ctx, m, d)
+    if m["bits"] is None:
+        m["bits"] = {"weights": FP, "activations": FP}
     if m["arch"] is None:
         raise ctx.fail("model.arch", None, f"required; allowed: {', '.join(ARCHS)}")
     if d["dataset"] not in ARCH_DATASETS[m["arch"]]:
         raise ctx.fail("model.arch", m["arch"], f"is built for {' or '.join(ARCH_DATASETS[m['arch']])}, "
                        f"not data.dataset={d['dataset']}")
-    if need_checkpoint and m["checkpoint"] is None:
-        raise ctx.fail("model.checkpoint", None, "required: a model folder such as models/mnist_a-4bit")
-    if m["checkpoint"] is not None:
-        ck = Path(m["checkpoint"])
-        if not (ck / "card.json").is_file() or not (ck / "model.keras").is_file():
-            raise ctx.fail("model.checkpoint", m["checkpoint"], "not a model folder (needs model.keras and card.json)")
+
+
+def read_card_json(folder) -> dict | None:
+    import json
+
+    try:
+        card = json.loads((Path(folder) / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _check_card(ctx, m, d):
+    """Fill arch/bits from the model card; refuse a card that contradicts the config (before any work)."""
+    ck = Path(m["checkpoint"])
+    card = read_card_json(ck)
+    if card is None or not (ck / "model.keras").is_file():
+        raise ctx.fail("model.checkpoint", m["checkpoint"], "not a model folder (needs model.keras and a readable card.json)")
+    bits = card.get("bits") or {}
+    card_bits = {"weights": bits.get("weights"), "activations": bits.get("activations")}
+    if m["arch"] is not None and card.get("arch") != m["arch"]:
+        raise ctx.fail("model.arch", m["arch"], f"does not match the checkpoint's card (arch {card.get('arch')!r} in {ck / 'card.json'})")
+    if m["bits"] is not None and card_bits != m["bits"]:
+        raise ctx.fail("model.bits", m["bits"], f"does not match the checkpoint's card (bits {card_bits} in {ck / 'card.json'})")
+    if card.get("dataset") not in (None, d["dataset"]):
+        raise ctx.fail("data.dataset", d["dataset"], f"the checkpoint was trained on {card.get('dataset')!r} ({ck})")
+    m["arch"] = m["arch"] or card.get("arch")
+    m["bits"] = m["bits"] or card_bits
+    if m["arch"] not in ARCHS:
+        raise ctx.fail("model.checkpoint", m["checkpoint"], f"card names an unknown arch {card.get('arch')!r}")
 
 
 def _check_train(ctx, cfg):

@@ -141,6 +141,12 @@ class FastTensorFlowV2Classifier(TensorFlowV2Classifier):
         super().set_params(**kwargs)
         self.__dict__["_annt_compiled"] = {}
 
+    def __getstate__(self):
+        # tf.function objects cannot be pickled or deep-copied; they are re-traced on demand.
+        state = self.__dict__.copy()
+        state.pop("_annt_compiled", None)
+        return state
+
     # ---------------------------------------------------------------- public API
     def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs) -> np.ndarray:
         """Logits of ``x`` (after postprocessing), shape ``(N, nb_classes)``, in batches of ``batch_size``.
@@ -182,7 +188,7 @@ class FastTensorFlowV2Classifier(TensorFlowV2Classifier):
         return grads.astype(x_np.dtype, copy=False) if x_np.dtype.kind == "f" else grads
 
     def _labels_per_sample(self, label: Any, n: int) -> np.ndarray:
-        if isinstance(label, (int, np.integer)):
+        if np.ndim(label) == 0:  # int, np.integer or a 0-d array: one class for every sample
             labels = np.full(n, int(label), dtype=np.int32)
         else:
             labels = np.asarray(label).reshape(-1).astype(np.int32)

@@ -21,6 +21,9 @@ class QuantConv2D(keras.layers.Conv2D):
     """``Conv2D`` whose kernel is DoReFa-quantized to ``weight_bits`` (32 = full precision)."""
 
     def __init__(self, *args, weight_bits: int = FULL_PRECISION, **kwargs):
+        # tensorpack's default (variance_scaling, scale 2, fan_in): ANNT's models were trained from it, and
+        # with Keras' glorot default a 1-bit net starts with every binary activation at 0 and never learns.
+        kwargs.setdefault("kernel_initializer", "he_normal")
         super().__init__(*args, **kwargs)
         self.weight_bits = check_bits(weight_bits, "weight_bits")
 
@@ -46,6 +49,9 @@ class QuantDense(keras.layers.Dense):
     """``Dense`` whose kernel is DoReFa-quantized to ``weight_bits`` (32 = full precision)."""
 
     def __init__(self, *args, weight_bits: int = FULL_PRECISION, **kwargs):
+        # tensorpack's default (variance_scaling, scale 2, fan_in): ANNT's models were trained from it, and
+        # with Keras' glorot default a 1-bit net starts with every binary activation at 0 and never learns.
+        kwargs.setdefault("kernel_initializer", "he_normal")
         super().__init__(*args, **kwargs)
         self.weight_bits = check_bits(weight_bits, "weight_bits")
 

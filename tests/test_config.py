@@ -42,9 +42,27 @@ def test_bits_forms():
             parse_bits(bad)
 
 
-def test_bits_mapping(tmp_path, fake_model_dir):
-    cfg = load_config(write(tmp_path, GOOD), ["model.bits={weights: 2, activations: fp}"])
+TRAIN = """
+task: train
+output_dir: out
+data: {dataset: mnist}
+model: {arch: lenet5, bits: {weights: 2, activations: fp}}
+"""
+
+
+def test_bits_mapping_and_train_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, TRAIN))
     assert cfg["model"]["bits"] == {"weights": 2, "activations": 32}
+    assert cfg["name"] == "c" and cfg["train"]["batch_size"] == 128 and cfg["train"]["epochs"] is None
+    cfg = load_config(write(tmp_path, TRAIN), ["model.bits=null"])
+    assert cfg["model"]["bits"] == {"weights": 32, "activations": 32}  # train: null bits = fp
+    with pytest.raises(ConfigError, match=r"model.arch = 'resnet20' \(from --set\): is built for cifar10"):
+        load_config(write(tmp_path, TRAIN), ["model.arch=resnet20"])
+
+
+def test_arch_and_bits_come_from_the_card(tmp_path, fake_model_dir):
+    cfg = load_config(write(tmp_path, GOOD), ["model.arch=null", "model.bits=null"])
+    assert cfg["model"]["arch"] == "mnist_a" and cfg["model"]["bits"] == {"weights": 4, "activations": 4}
 
 
 def test_set_override_changes_value_and_is_validated(tmp_path, fake_model_dir):
@@ -79,7 +97,8 @@ BAD = [
     ("select choice", ["attack.select=best"], "attack.select = 'best'"),
     ("missing checkpoint file", ["model.checkpoint=nowhere/model"], "model.checkpoint = 'nowhere/model' (from --set): no such file or folder"),
     ("missing data_dir", ["data.data_dir=/no/such/dir"], "data.data_dir = '/no/such/dir'"),
-    ("arch vs dataset", ["model.arch=resnet20"], "model.arch = 'resnet20' (from --set): is built for cifar10, not data.dataset=mnist"),
+    ("arch vs card", ["model.arch=lenet5"], "model.arch = 'lenet5' (from --set): does not match the checkpoint's card (arch 'mnist_a'"),
+    ("bits vs card", ["model.bits=2"], "does not match the checkpoint's card (bits {'weights': 4, 'activations': 4}"),
     ("sample source on cifar", ["data.dataset=cifar10", "model.arch=resnet20"], "data.source = 'sample': the shipped sample is mnist/test only"),
     ("section not used", ["train.epochs=3"], "train: section not used by task 'attack'"),
     ("targeted without target", ["attack.targeted=true"], "attack.target = null: required when attack.targeted is true"),
