@@ -96,10 +96,14 @@ def attack(model, x: np.ndarray, y: np.ndarray, name: str, *, index: np.ndarray 
     return _combine(x, y, index, outs)
 
 
-def _combine(x, y, index, outs) -> AttackResult:
+def _combine(x, y, index, outs, model=None) -> AttackResult:
     x_adv = np.concatenate([o.x_adv for o in outs])
-    clean_pred = np.concatenate([o.clean_pred for o in outs])
-    adv_pred = np.concatenate([o.adv_pred for o in outs])
+    if model is not None:
+        # Same prediction path as `infer`, so direct evaluation reproduces these numbers exactly.
+        clean_pred, adv_pred = predict_labels(model, x), predict_labels(model, x_adv)
+    else:
+        clean_pred = np.concatenate([o.clean_pred for o in outs])
+        adv_pred = np.concatenate([o.adv_pred for o in outs])
     target = None if outs[0].target is None else np.concatenate([o.target for o in outs])
     records = sample_records(index, y, clean_pred, adv_pred, x, x_adv)
     if target is not None:
@@ -191,7 +195,7 @@ def run_attack(cfg: dict, run: Run) -> dict:
                                target=t, seed=batch_seed(cfg["seed"], r, b), batch_size=len(y[sl]))
                 _save_part(part, out)
                 outs.append(out)
-            result = _combine(x, y, index, outs)
+            result = _combine(x, y, index, outs, model)
             meta = {**meta_base, "run": r, "fooling_rate": result.fooling_rate}
             s = AdversarialSet(images=result.x_adv, labels=y, image_index=index, clean_images=x,
                                clean_pred=result.clean_pred, adv_pred=result.adv_pred,

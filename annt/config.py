@@ -493,6 +493,45 @@ def _check_infer(ctx, cfg):
     adv = cfg["infer"]["adversarial"]
     if adv is not None:
         cfg["infer"]["adversarial"] = _adversarial_path(ctx, "infer.adversarial", adv)
+        _check_sets_fit_models(ctx, "infer.adversarial", [cfg["infer"]["adversarial"]], [cfg["model"]["checkpoint"]])
+
+
+def _set_facts(path: Path) -> list[tuple[Path, str | None, tuple]]:
+    """(file, dataset, image shape) of each adversarial set at ``path`` (file or run folder)."""
+    import json
+
+    import numpy as np
+
+    files = sorted(path.glob("adversarial*.npz")) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            meta = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
+            shape = tuple(z["images"].shape[1:]) if "images" in z.files else None
+        if shape is not None and len(shape) == 2:
+            shape = shape + (1,)  # ANNT's (N, 28, 28)
+        out.append((f, meta.get("dataset"), shape))
+    return out
+
+
+def _check_sets_fit_models(ctx, key, sources, targets):
+    """Refuse, before any work, a set made on another dataset or a model with another input shape."""
+    facts = []
+    for i, src in enumerate(sources):
+        try:
+            facts += _set_facts(Path(src))
+        except (OSError, ValueError, KeyError) as e:
+            raise ctx.fail(key, src, f"not a readable adversarial set ({type(e).__name__})") from None
+        if facts and facts[-1][2] is None:
+            raise ctx.fail(key, src, "not an adversarial set (no 'images' array)")
+    for t in targets:
+        card = read_card_json(t) or {}
+        for f, dataset, shape in facts:
+            if dataset and card.get("dataset") and dataset != card["dataset"]:
+                raise ctx.fail(key, str(f), f"set was made on {dataset} but model {t} was trained on {card['dataset']}")
+            want = tuple(card.get("input_shape") or ())
+            if want and shape != want:
+                raise ctx.fail(key, str(f), f"images are {shape} but model {t} takes {want}")
 
 
 def _adversarial_path(ctx, key, p) -> str:
@@ -530,8 +569,9 @@ def _check_transfer(ctx, cfg):
     t = cfg["transfer"]
     t["sources"] = [_adversarial_path(ctx, "transfer.sources", p)
                     for p in _expand(ctx, "transfer.sources", t["sources"], lambda p: p.exists())]
-    t["targets"] = _expand(ctx, "transfer.targets", t["targets"],
+    t["targets"] = _expand(ctx, "transfer.targets", list(dict.fromkeys(t["targets"])),
                            lambda p: (p / "card.json").is_file() and (p / "model.keras").is_file())
+    _check_sets_fit_models(ctx, "transfer.sources", t["sources"], t["targets"])
 
 
 def _check_report(ctx, cfg):
