@@ -58,7 +58,10 @@ class FastTensorFlowV2Classifier(TensorFlowV2Classifier):
         cache = self.__dict__.setdefault("_annt_compiled", {})
         key = (kind, bool(training_mode))
         if key not in cache:
-            cache[key] = getattr(self, f"_build_{kind}")(bool(training_mode))
+            # The input signatures leave only the batch dimension open, so one concrete function
+            # serves every call; calling it directly skips tf.function's per-call argument
+            # binding and dispatch (~0.3 ms, a fifth of a one-image C&W step).
+            cache[key] = getattr(self, f"_build_{kind}")(bool(training_mode)).get_concrete_function()
         return cache[key]
 
     def _x_spec(self) -> tf.TensorSpec:

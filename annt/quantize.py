@@ -72,9 +72,21 @@ def quantize_activations(x: tf.Tensor, k: int) -> tf.Tensor:
     """DoReFa activation quantizer ``fa``.
 
     * k = 32: identity — no clip, the layer's nonlinearity alone shapes the activation.
-    * else:   a_q = quantize_k(clip(x, 0, 1), k); the gradient is 1 inside [0, 1] and 0 outside
-      (the clip's own gradient; the rounding is straight-through).
+    * else:   a_q = quantize_k(clip(x, 0, 1), k) = round(clip(x, 0, 1) · n) / n,  n = 2^k − 1;
+      ∂a_q/∂x = 1 for 0 ≤ x ≤ 1 and 0 outside (the clip's gradient; rounding is straight-through).
     """
     if k == FULL_PRECISION:
         return x
-    return quantize_k(tf.clip_by_value(x, 0.0, 1.0), k)
+    n = float(2 ** k - 1)
+
+    # Same values and gradient as quantize_k(tf.clip_by_value(x, 0, 1), k), written as one op
+    # with a hand-made gradient: activations are the large tensors, and the composed version
+    # costs ~10 elementwise passes per layer per step against ~6 here (benchmarks/).
+    @tf.custom_gradient
+    def _fa(x):
+        def grad(dy):
+            return tf.where((x >= 0.0) & (x <= 1.0), dy, 0.0)
+
+        return tf.round(tf.clip_by_value(x, 0.0, 1.0) * n) / n, grad
+
+    return _fa(x)

@@ -18,3 +18,28 @@ def fake_model_dir(tmp_path):
     (d / "model.keras").write_bytes(b"not a real model")
     (d / "card.json").write_text(json.dumps({"arch": "mnist_a", "bits": {"weights": 4, "activations": 4}}))
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Two small real model folders (lenet5 fp and 2-bit) trained briefly on the shipped MNIST sample."""
+    import keras
+    import numpy as np
+
+    from annt.architectures import build_model
+    from annt.data import load_sample
+    from annt.modelio import save_model_folder
+
+    ds = load_sample()
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for bits in (32, 2):
+        keras.utils.set_random_seed(0)
+        m = build_model("lenet5", weight_bits=bits, act_bits=bits)
+        m.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        m.fit(ds.x, ds.y, batch_size=64, epochs=4, verbose=0)
+        acc = float(np.mean(np.argmax(m.predict(ds.x, verbose=0), 1) == ds.y))
+        tag = "fp" if bits == 32 else f"{bits}bit"
+        out[tag] = save_model_folder(m, root / f"lenet5-{tag}", {"dataset": "mnist", "test_accuracy": acc, "seed": 0})
+    return out
