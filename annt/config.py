@@ -60,7 +60,8 @@ class Key:
 
 SCHEMA: dict[str, Any] = {
     "task": Key("choice", REQUIRED, "What to do.", choices=TASKS),
-    "name": Key("str", None, "Run name used in the run-folder name; default: the config file's stem.", nullable=True),
+    "name": Key("str", None, "Run name in the run-folder name; may use {arch}, {bits}, {attack}, {dataset}; "
+                 "default: the config file's stem.", nullable=True),
     "seed": Key("int", 0, "Seed for data splits, sample selection, weight init and attacks.", min=0),
     "output_dir": Key("path", None, "Parent folder of run folders; default: ./runs in the working directory.", nullable=True),
     "description": Key("str", "", "Free text copied into results.json."),
@@ -71,7 +72,7 @@ SCHEMA: dict[str, Any] = {
                       "1,000-image MNIST test sample.", choices=SOURCES),
         "data_dir": Key("path", None, "Folder with mnist.npz / IDX files / cifar-10-batches-py.", nullable=True, must_exist=True),
         "val_size": Key("int", 5000, "Images held out of the training set for checkpoint selection.", min=0, max=49999),
-        "limit": Key("int", None, "Use only the first N images of the split (quick runs).", nullable=True, min=1),
+        "limit": Key("int", None, "Use only the first N images of each split used (quick runs, smoke tests).", nullable=True, min=1),
     },
     "model": {
         "arch": Key("choice", None, "Architecture; with a checkpoint, null = read from its card (and checked if given).",
@@ -370,12 +371,36 @@ def validate(raw: dict, *, file: str = "<config>", base: Path | None = None,
                               f"(it uses: {', '.join(allowed)})")
         if cfg[section] is None and section in allowed:
             cfg[section] = _walk(ctx, SCHEMA[section], {}, section + ".")
-    cfg["name"] = cfg["name"] or stem
-    if not _safe_name(cfg["name"]):
-        raise ctx.fail("name", cfg["name"], "use letters, digits, '-', '_' and '.' only")
     cfg["output_dir"] = cfg["output_dir"] or str(Path.cwd() / "runs")
     _TASK_CHECKS[task](ctx, cfg)
+    cfg["name"] = _expand_name(ctx, cfg["name"] or stem, cfg)
     return cfg
+
+
+def bits_tag(bits: dict) -> str:
+    """``{"weights": 4, "activations": 4}`` -> ``4bit``; fp -> ``fp``; mixed -> ``w2a4``."""
+    def one(k):
+        return "fp" if k == FP else str(k)
+    w, a = bits["weights"], bits["activations"]
+    return ("fp" if w == FP else f"{w}bit") if w == a else f"w{one(w)}a{one(a)}"
+
+
+def _expand_name(ctx, name: str, cfg: dict) -> str:
+    """``name`` may use {arch}, {bits}, {attack}, {dataset} (so one config serves every model)."""
+    fields = {"task": cfg["task"], "arch": "", "bits": "", "attack": "", "dataset": ""}
+    if cfg.get("model") and cfg["model"].get("arch"):
+        fields.update(arch=cfg["model"]["arch"], bits=bits_tag(cfg["model"]["bits"]))
+    if cfg.get("attack"):
+        fields["attack"] = cfg["attack"]["name"] or ""
+    if cfg.get("data"):
+        fields["dataset"] = cfg["data"]["dataset"]
+    try:
+        expanded = name.format(**fields)
+    except (KeyError, IndexError, ValueError):
+        raise ctx.fail("name", name, f"placeholders allowed: {', '.join('{' + k + '}' for k in fields)}") from None
+    if not _safe_name(expanded):
+        raise ctx.fail("name", name, "use letters, digits, '-', '_' and '.' only")
+    return expanded
 
 
 def _safe_name(name: str) -> bool:
