@@ -13,6 +13,10 @@ Everything the CLI does is a function here; TensorFlow is imported only when fir
 from __future__ import annotations
 
 import importlib
+import warnings
+
+# ART warns on import that PyTorch-only certification tools are unavailable; annt never uses them.
+warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarning)
 
 __version__ = "0.1.0"
 

@@ -33,6 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the C++ start-up banner (oneDNN, CUDA probing) sent to /dev/null.
+
+    TF 2.21 prints those lines from C++ before its log-level settings apply, so they would bury
+    annt's own one-line messages. Set ANNT_TF_LOGS=1 to see them. Python errors still surface.
+    """
+    if os.environ.get("ANNT_TF_LOGS"):
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+        _ = (tf.constant(0) + 0).numpy()  # first op: the CUDA probe logs here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ banner is noise for users
@@ -44,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
             print(f"# {args.config}: OK ({cfg['task']})", file=sys.stderr)
             return 0
+        api.load_config(args.config, args.overrides)  # validate before the slow TensorFlow import
+        _import_tensorflow_quietly()
         result = api.run_config(args.config, args.overrides, resume=args.resume)
     except AnntError as e:
         print(f"annt: error: {e}", file=sys.stderr)

@@ -194,6 +194,12 @@ def _check_key(ctx: _Ctx, path: str, key: Key, value: Any) -> Any:
         _in_range(ctx, path, key, value)
         return value
     if k == "float":
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ctx.fail(path, value, f"must be a number{_range(key)}")
         _in_range(ctx, path, key, float(value))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,16 @@ def run_train(cfg: dict, run: Run) -> dict:
                  model.count_params(), settings)
     fit_args = {k: settings[k] for k in ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule",
                                          "lr_decay_epochs", "lr_decay_factor", "weight_decay", "momentum", "augment")}
+    import keras
+
+    def log_epoch(epoch, logs):
+        run.log.info("epoch %d/%d: %s", epoch + 1, settings["epochs"],
+                     ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if isinstance(v, float)))
+
+    # A live progress bar on a terminal; in files and CI one log line per epoch is enough.
     history = fit(model, train.x, train.y, val.x, val.y, checkpoint_dir=run.file("checkpoints"),
-                  log_dir=run.file("tensorboard"), seed=cfg["seed"], verbose=2, **fit_args)
+                  log_dir=run.file("tensorboard"), seed=cfg["seed"], verbose=1 if sys.stdout.isatty() else 0,
+                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)], **fit_args)
 
     test_logits = model.predict(test.x, batch_size=512, verbose=0)
     test_acc = float(np.mean(np.argmax(test_logits, 1) == test.y))

@@ -246,7 +246,7 @@ def fit(
                  .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
                  .batch(batch_size).map(augment_cifar, num_parallel_calls=tf.data.AUTOTUNE)
                  .prefetch(tf.data.AUTOTUNE))
-        fit_kwargs = {}
+        fit_kwargs = {"shuffle": False}  # the dataset shuffles itself
     else:
         train, fit_kwargs = x_train, {"y": y_train, "batch_size": batch_size, "shuffle": True}
 

