@@ -20,8 +20,9 @@ Quantization placement (faithful to ANNT, whose published numbers come from thes
 "qa" = :class:`~annt.layers.QuantActivation` at ``act_bits``. Hidden-layer weights are quantized
 at ``weight_bits``; the first layer (``conv0``) and the last (``linear``) stay full precision unless
 ``quantize_first_last=True``. Biases and BatchNorm are never quantized. With ``batchnorm=True``
-(MNIST families) a BatchNorm is inserted before every quantized activation, ahead of its
-nonlinearity.
+(MNIST families) a BatchNorm is inserted before every quantized activation: ahead of the ReLU
+in mnist_*, and after tanh + pooling (right before the quantizer) in lenet5, whose tanh lives
+inside the conv/fc layer as in ANNT.
 """
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def _resnet(inputs, spec: _Spec, num_classes: int, quantize_last_hidden: bool, *
     return QuantDense(num_classes, weight_bits=spec.bits_for(True), name="linear")(x)
 
 
-#: name → (builder, expected input shape, ANNT default for ``quantize_last_hidden``)
+#: name → builder(inputs, spec, num_classes, quantize_last_hidden) -> logits tensor
 ARCHITECTURES: dict[str, Callable] = {
     "lenet5": _lenet5,
     "mnist_a": functools.partial(_mnist_cnn, capacity=16),

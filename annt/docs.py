@@ -35,5 +35,31 @@ def configuration_page() -> str:
     return head + table + "\n## Attack parameters (`attack.params`)\n" + _attack_table()
 
 
+TARGETS = {"mnist_a": {"fp": 0.992, "1bit": 0.985, "other": 0.990},
+           "lenet5": {"fp": 0.989, "1bit": 0.975, "other": 0.985}}
+
+
+def models_table(root=None) -> str:
+    """Markdown table of the shipped models' cards (``python -m annt.docs models``)."""
+    import json
+    from pathlib import Path
+
+    root = Path(root or Path(__file__).resolve().parent.parent / "models")
+    order = ["fp", "1bit", "2bit", "4bit", "8bit", "12bit", "16bit"]
+    out = ("| model | bits | val accuracy | test accuracy | target | met | best epoch / epochs | config |\n"
+           "|---|---|---|---|---|---|---|---|\n")
+    cards = [json.loads(p.read_text()) | {"_dir": p.parent.name} for p in root.glob("*/card.json")]
+    cards.sort(key=lambda c: (c["arch"], order.index(c["bits"]["label"]) if c["bits"]["label"] in order else 99))
+    for c in cards:
+        tag = c["bits"]["label"]
+        t = TARGETS.get(c["arch"], {})
+        target = t.get(tag, t.get("other"))
+        met = "n/a" if target is None else ("yes" if c["test_accuracy"] >= target else "**no**")
+        out += (f"| `models/{c['_dir']}` | {tag} | {c['val_accuracy']:.4f} | {c['test_accuracy']:.4f} | "
+                f"{'' if target is None else f'≥ {target:.3f}'} | {met} | {c.get('best_epoch', '?')} / {c.get('epochs', '?')} | "
+                f"`configs/train/{c['_dir']}.yaml` |\n")
+    return out
+
+
 if __name__ == "__main__":
-    sys.stdout.write(configuration_page())
+    sys.stdout.write(models_table() if sys.argv[1:] == ["models"] else configuration_page())

@@ -11,7 +11,8 @@
   (``keras.callbacks.BackupAndRestore``, weights + optimizer state), so rerunning the same call
   after an interruption continues from the last finished epoch;
 * ``checkpoint_dir/history.json``: per-epoch metrics across resumes;
-* a divergence guard: a NaN/inf loss stops training with a one-line ``AnntError``.
+* a divergence guard: a NaN/inf loss (or NaN/inf weights at an epoch end) stops training
+  with a one-line ``AnntError``.
 """
 from __future__ import annotations
 
@@ -96,8 +97,8 @@ def augment_cifar(images: tf.Tensor, labels: tf.Tensor):
     h, w = images.shape[1], images.shape[2]
     padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
     n = tf.shape(images)[0]
-    # Per-image offsets via a batched gather-free trick: crop each image with map_fn is slow;
-    # tf.image.random_crop crops all images at the same offset, so draw offsets per image.
+    # tf.image.random_crop would crop the whole batch at one offset; draw one per image and
+    # gather rows then columns (batched, no per-image map_fn).
     oy = tf.random.uniform([n], 0, 9, dtype=tf.int32)
     ox = tf.random.uniform([n], 0, 9, dtype=tf.int32)
     rows = oy[:, None] + tf.range(h)[None, :]  # (n, h)
@@ -125,7 +126,7 @@ class _DivergenceGuard(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.epoch = 0
-        self.diverged: tuple[int, float] | None = None
+        self.diverged: tuple[int, str] | None = None  # (1-based epoch, what went wrong)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -133,7 +134,16 @@ class _DivergenceGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.diverged = (self.epoch + 1, float(loss))
+            self.diverged = (self.epoch + 1, f"loss={float(loss)}")
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        # ReLU and max-pooling can map NaN to 0 on CPU (oneDNN), so NaN weights do not always
+        # show in the loss; check them once per epoch, before the epoch can become "best".
+        if self.diverged is None and not all(
+                np.isfinite(w).all() for w in self.model.get_weights()):
+            loss = (logs or {}).get("loss", float("nan"))
+            self.diverged = (epoch + 1, f"loss={float(loss):.4g}, weights not finite")
             self.model.stop_training = True
 
 
@@ -211,7 +221,8 @@ def fit(
 
     Returns ``{"history": [per-epoch dicts], "best_epoch": int, "best_val_accuracy": float,
     "epochs_run": int}`` (``epochs_run`` counts epochs trained by this call, i.e. after a resume
-    fewer than ``epochs``). Raises ``AnntError`` if the loss becomes NaN or infinite.
+    fewer than ``epochs``). Raises ``AnntError`` if the loss becomes NaN or infinite, or the
+    weights do by the end of an epoch.
     """
     keras.utils.set_random_seed(seed)
     folder = Path(checkpoint_dir)
@@ -253,9 +264,9 @@ def fit(
     hist = model.fit(train, epochs=epochs, validation_data=val, callbacks=cbs, verbose=verbose, **fit_kwargs)
 
     if guard.diverged is not None:
-        epoch, loss = guard.diverged
+        epoch, what = guard.diverged
         raise AnntError(
-            f"training diverged at epoch {epoch} (loss={loss}); lower train.learning_rate "
+            f"training diverged at epoch {epoch} ({what}); lower train.learning_rate "
             f"(now {learning_rate:g}) or check the data for NaN/inf"
         )
     if restore_best and (folder / BEST_WEIGHTS).is_file():

@@ -43,7 +43,10 @@ def data():
 
 def test_fit_lowers_loss_and_keeps_best_validation_checkpoint(tmp_path, data):
     model = build_model("lenet5", weight_bits=4, act_bits=4)
-    result = fit(model, *data, epochs=4, batch_size=32, checkpoint_dir=tmp_path, verbose=0, seed=1)
+    result = fit(model, *data, epochs=4, batch_size=32, checkpoint_dir=tmp_path / "ckpt", verbose=0, seed=1,
+                 log_dir=tmp_path / "tb")
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))  # TensorBoard logs written
+    tmp_path = tmp_path / "ckpt"
     losses = [h["loss"] for h in result["history"]]
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
     assert result["best_val_accuracy"] == max(h["val_accuracy"] for h in result["history"])
@@ -91,6 +94,22 @@ def test_huge_learning_rate_raises_anntError(tmp_path, data):
         fit(build_model("mnist_a"), *data, epochs=3, batch_size=64, learning_rate=1e30, checkpoint_dir=tmp_path,
             verbose=0)
     assert "\n" not in str(err.value)
+
+
+class _PoisonLastBatch(keras.callbacks.Callback):
+    """Makes the weights NaN after the loss of the epoch's last batch was already computed."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 3:
+            bias = self.model.get_layer("linear").bias
+            bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+
+def test_nan_weights_with_finite_loss_are_caught_at_epoch_end(tmp_path, data):
+    with pytest.raises(AnntError, match=r"diverged at epoch 1 \(loss=[0-9.]+, weights not finite\)"):
+        fit(build_model("lenet5"), *data, epochs=2, batch_size=64, checkpoint_dir=tmp_path, verbose=0,
+            callbacks=[_PoisonLastBatch()])
+    assert not (tmp_path / "best.weights.h5").exists()
 
 
 def test_resnet20_learns_a_cifar_shaped_pattern(tmp_path):
