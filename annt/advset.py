@@ -9,6 +9,7 @@ with MNIST images shaped (N, 28, 28), load too (their missing fields are ``None`
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def load_adversarial_set(path) -> AdversarialSet:
             data = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise AnntError(f"{path}: adversarial set not found") from None
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise AnntError(f"{path}: not a readable .npz without pickle ({str(e).splitlines()[0][:100]})") from None
     missing = [k for k in ("images", "labels", "image_index") if k not in data]
     if missing:
@@ -85,7 +86,12 @@ def load_adversarial_set(path) -> AdversarialSet:
     labels = np.asarray(data["labels"]).astype(np.int64).reshape(-1)
     if labels.ndim == 1 and len(labels) != n:
         raise AnntError(f"{path}: {n} images but {len(labels)} labels")
-    meta = json.loads(str(data["metadata"])) if "metadata" in data else {"format": "annt-v0 (ANNT 3-key)"}
+    try:
+        meta = json.loads(str(data["metadata"])) if "metadata" in data else {"format": "annt-v0 (ANNT 3-key)"}
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise AnntError(f"{path}: 'metadata' is not a JSON object")
     return AdversarialSet(
         images=images, labels=labels, image_index=np.asarray(data["image_index"]).astype(np.int64).reshape(-1),
         clean_images=nhwc(data["clean_images"]) if "clean_images" in data else None,

@@ -1,6 +1,7 @@
 """Running a task file from Python: what ``main.py`` does, as functions."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from . import config as _config
@@ -26,6 +27,7 @@ def run_config(path, overrides: list[str] | None = None, *, resume=None) -> dict
     cfg = _config.load_config(path, overrides)
     section = cfg.get(cfg["task"]) or {}
     resume = resume or section.get("resume")
+    cfg_given = copy.deepcopy(cfg)
     if resume is not None:
         func = task_function(cfg["task"])
         if cfg["task"] not in ("attack", "train"):
@@ -35,8 +37,21 @@ def run_config(path, overrides: list[str] | None = None, *, resume=None) -> dict
         func = task_function(cfg["task"])  # fail on an unimplemented task before creating a folder
         run = create_run(cfg, Path(path).read_text(encoding="utf-8"))
     _last_run_dir = run.path
+    if resume is not None:
+        given = {k: v for k, v in cfg_given.items() if k != "name"}
+        stored = {k: v for k, v in cfg.items() if k != "name"}
+        for sec in (given, stored):
+            (sec.get(sec["task"]) or {}).pop("resume", None)
+        if given != stored:
+            run.log.warning("--resume: continuing with the configuration stored in %s; the given config "
+                            "and --set values differ from it and are ignored", run.path)
     try:
         return run_task(cfg, run, func)
+    except Exception as e:
+        # Mark the folder as failed (never half-written): reports and transfer globs skip it.
+        run.write_results({"task": cfg["task"], "name": cfg["name"], "complete": False,
+                           "error": f"{type(e).__name__}: {e}", "run_dir": str(run.path)})
+        raise
     finally:
         run.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,13 @@ def _combine(x, y, index, outs, model=None) -> AttackResult:
                         outs[0].perturbation, outs[0].fooling_rate)
 
 
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar that is always closed (also on errors), written to the current stderr."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, file=sys.stderr)
+
+
 def _progress(items, enabled: bool, desc: str):
     if not enabled:
         return items
@@ -145,7 +153,8 @@ def predict_labels(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
 
 
 def run_attack(cfg: dict, run: Run) -> dict:
-    from .attacks import ATTACKS, generate
+    from . import attacks as attacks_mod
+    from .attacks import ATTACKS
     from .estimator import make_classifier
 
     a = cfg["attack"]
@@ -184,17 +193,19 @@ def run_attack(cfg: dict, run: Run) -> dict:
             step = a["batch_size"] if spec.per_batch else len(positions)
             chunks = [slice(i, i + step) for i in range(0, len(positions), step)]
             outs = []
-            bar = _progress(list(enumerate(chunks)), True, f"{a['name']} run {r + 1}/{a['runs']}")
-            for b, sl in bar:
-                part = partial / f"run{r}_batch{b:04d}.npz"
-                if part.is_file():
-                    outs.append(_load_part(part))
-                    continue
-                t = target[sl] if isinstance(target, np.ndarray) else target
-                out = generate(classifier, x[sl], y[sl], a["name"], params=a["params"], targeted=a["targeted"],
-                               target=t, seed=batch_seed(cfg["seed"], r, b), batch_size=len(y[sl]))
-                _save_part(part, out)
-                outs.append(out)
+            with _progress_bar(len(chunks), f"{a['name']} run {r + 1}/{a['runs']}") as bar:
+                for b, sl in enumerate(chunks):
+                    part = partial / f"run{r}_batch{b:04d}.npz"
+                    if part.is_file():  # finished before an interruption
+                        outs.append(_load_part(part))
+                    else:
+                        t = target[sl] if isinstance(target, np.ndarray) else target
+                        out = attacks_mod.generate(classifier, x[sl], y[sl], a["name"], params=a["params"],
+                                                   targeted=a["targeted"], target=t,
+                                                   seed=batch_seed(cfg["seed"], r, b), batch_size=len(y[sl]))
+                        _save_part(part, out)
+                        outs.append(out)
+                    bar.update(1)
             result = _combine(x, y, index, outs, model)
             meta = {**meta_base, "run": r, "fooling_rate": result.fooling_rate}
             s = AdversarialSet(images=result.x_adv, labels=y, image_index=index, clean_images=x,
@@ -260,7 +271,8 @@ def _load_part(path: Path) -> _Part:
 
 def records_csv(records: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = CSV_FIELDS + (("counted",) if records and "counted" in records[0] else ())
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for rec in records:
         w.writerow({**{"target": ""}, **rec})

@@ -101,7 +101,13 @@ class Param:
             if value not in self.choices:
                 raise fail()
             return value
-        # Numbers. bool is an int subclass in Python: a YAML `true` must not pass as 1.
+        # Numbers. YAML 1.1 reads 1e-2 (no dot) as a string: users mean the number.
+        if self.kind == "float" and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        # bool is an int subclass in Python: a YAML `true` must not pass as 1.
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise fail()
         if self.kind == "int":

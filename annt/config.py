@@ -12,8 +12,10 @@ The resolved config is a plain nested ``dict``; ``model.bits`` becomes
 from __future__ import annotations
 
 import difflib
+import math
 import glob as globlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -62,7 +64,7 @@ SCHEMA: dict[str, Any] = {
     "task": Key("choice", REQUIRED, "What to do.", choices=TASKS),
     "name": Key("str", None, "Run name in the run-folder name; may use {arch}, {bits}, {attack}, {dataset}; "
                  "default: the config file's stem.", nullable=True),
-    "seed": Key("int", 0, "Seed for data splits, sample selection, weight init and attacks.", min=0),
+    "seed": Key("int", 0, "Seed for data splits, sample selection, weight init and attacks.", min=0, max=2**32 - 1),
     "output_dir": Key("path", None, "Parent folder of run folders; default: ./runs in the working directory.", nullable=True),
     "description": Key("str", "", "Free text copied into results.json."),
     "data": {
@@ -110,7 +112,7 @@ SCHEMA: dict[str, Any] = {
         "samples": Key("int", 100, "Clean images attacked per run.", min=1),
         "select": Key("choice", "random", "random (seeded) or first N of the split.", choices=("random", "first")),
         "only_correct": Key("bool", True, "Attack only images the source model classifies correctly (ANNT 'prefiltered')."),
-        "runs": Key("int", 1, "Repeats with fresh samples (seed + run number).", min=1, max=1000),
+        "runs": Key("int", 1, "Repeats, each on fresh samples (disjoint blocks of one seeded candidate order).", min=1, max=1000),
         "batch_size": Key("int", 50, "Images per attack batch (the unit of progress and resume).", min=1),
         "targeted": Key("bool", False, "Targeted attack (needs `target`)."),
         "target": Key("any", None, "Targets: next ((y+1) mod 10), random, or a list of class ids, one per sample.", nullable=True),
@@ -200,8 +202,8 @@ def _check_key(ctx: _Ctx, path: str, key: Key, value: Any) -> Any:
                 value = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.fail(path, value, f"must be a number{_range(key)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ctx.fail(path, value, f"must be a finite number{_range(key)}")
         _in_range(ctx, path, key, float(value))
         return float(value)
     if k == "str":
@@ -368,6 +370,7 @@ def validate(raw: dict, *, file: str = "<config>", base: Path | None = None,
              overridden: set[str] | None = None, stem: str = "run") -> dict:
     """Validate a raw config mapping (as read from YAML); see module docstring."""
     ctx = _Ctx(file, Path(base or Path.cwd()), overridden or set())
+    ctx.raw = raw
     cfg = _walk(ctx, SCHEMA, raw, "")
     task = cfg["task"]
     allowed = TASK_SECTIONS[task]
@@ -465,6 +468,13 @@ def _check_card(ctx, m, d):
         raise ctx.fail("model.bits", m["bits"], f"does not match the checkpoint's card (bits {card_bits} in {ck / 'card.json'})")
     if card.get("dataset") not in (None, d["dataset"]):
         raise ctx.fail("data.dataset", d["dataset"], f"the checkpoint was trained on {card.get('dataset')!r} ({ck})")
+    given = (getattr(ctx, "raw", {}) or {}).get("model") or {}
+    for opt in ("quantize_first_last", "batchnorm", "quantize_last_hidden"):
+        if opt not in card:
+            continue
+        if opt in given and given[opt] is not None and given[opt] != card[opt]:
+            raise ctx.fail(f"model.{opt}", given[opt], f"does not match the checkpoint's card ({opt}: {card[opt]} in {ck / 'card.json'})")
+        m[opt] = card[opt]  # the loaded graph has the card's options; record those, never the defaults
     m["arch"] = m["arch"] or card.get("arch")
     m["bits"] = m["bits"] or card_bits
     if m["arch"] not in ARCHS:
@@ -503,6 +513,14 @@ def _check_attack(ctx, cfg):
             raise ConfigError(f"{ctx.file}: attack.preset = 'paper': {e}") from None
     params.update(a["params"] or {})
     a["params"] = validate_attack_params(a["name"], params, where=f"{ctx.file}: attack")
+    from .attacks import ATTACKS
+
+    if a["targeted"] and ATTACKS[a["name"]].targeted == "never":
+        raise ctx.fail("attack.targeted", True, f"{a['name']} has no targeted variant; use targeted: false")
+    available = _split_size(cfg["data"])
+    if available is not None and a["samples"] * a["runs"] > available:
+        raise ctx.fail("attack.samples", a["samples"], f"samples x runs = {a['samples'] * a['runs']} but "
+                       f"{cfg['data']['dataset']}/{cfg['data']['split']} ({cfg['data']['source']}) has {available} images")
     t = a["target"]
     if a["targeted"]:
         if t is None:
@@ -516,6 +534,19 @@ def _check_attack(ctx, cfg):
             raise ctx.fail("attack.target", t, "allowed: next, random, or a list of class ids")
     elif t is not None:
         raise ctx.fail("attack.target", t, "only used when attack.targeted is true")
+
+
+def _split_size(d) -> int | None:
+    """Images in the configured split, known without loading it (None if unknown)."""
+    sizes = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
+    if d["source"] == "sample":
+        n = 1000
+    elif d["source"] == "local":
+        return None
+    else:
+        train, test = sizes[d["dataset"]]
+        n = {"test": test, "val": d["val_size"], "train": train - d["val_size"]}[d["split"]]
+    return min(n, d["limit"]) if d["limit"] else n
 
 
 def _check_infer(ctx, cfg):
@@ -539,6 +570,9 @@ def _set_facts(path: Path) -> list[tuple[Path, str | None, tuple]]:
         with np.load(f, allow_pickle=False) as z:
             meta = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
             shape = tuple(z["images"].shape[1:]) if "images" in z.files else None
+            if shape is not None and not {"labels", "image_index"} <= set(z.files):
+                shape = None
+        meta = meta if isinstance(meta, dict) else {}
         if shape is not None and len(shape) == 2:
             shape = shape + (1,)  # ANNT's (N, 28, 28)
         out.append((f, meta.get("dataset"), shape))
@@ -551,10 +585,10 @@ def _check_sets_fit_models(ctx, key, sources, targets):
     for i, src in enumerate(sources):
         try:
             facts += _set_facts(Path(src))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
             raise ctx.fail(key, src, f"not a readable adversarial set ({type(e).__name__})") from None
         if facts and facts[-1][2] is None:
-            raise ctx.fail(key, src, "not an adversarial set (no 'images' array)")
+            raise ctx.fail(key, src, "not an adversarial set (needs images, labels and image_index arrays)")
     for t in targets:
         card = read_card_json(t) or {}
         for f, dataset, shape in facts:
@@ -581,9 +615,9 @@ def _expand(ctx, key, items, want) -> list[str]:
     out = []
     for i, item in enumerate(items):
         if any(ch in Path(item).name or ch in item for ch in "*?["):
-            hits = sorted(globlib.glob(item))
+            hits = [h for h in sorted(globlib.glob(item)) if not _unfinished_run(Path(h))]
             if not hits:
-                raise ctx.fail(f"{key}[{i}]", item, "pattern matches nothing")
+                raise ctx.fail(f"{key}[{i}]", item, "pattern matches nothing (unfinished run folders are skipped)")
             out.extend(hits)
         elif not Path(item).exists():
             raise ctx.fail(f"{key}[{i}]", item, "no such file or folder")
@@ -593,6 +627,18 @@ def _expand(ctx, key, items, want) -> list[str]:
     if bad:
         raise ctx.fail(key, bad[0], "is not a valid entry here")
     return out
+
+
+def _unfinished_run(p: Path) -> bool:
+    """A run folder whose results.json is missing or not marked complete (failed or interrupted)."""
+    if not (p.is_dir() and (p / "config.resolved.yaml").is_file()):
+        return False
+    import json
+
+    try:
+        return not json.loads((p / "results.json").read_text(encoding="utf-8")).get("complete")
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _check_transfer(ctx, cfg):

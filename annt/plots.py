@@ -7,8 +7,8 @@ in worker processes. Each function renders into memory and writes the PNG with
 so a failed call leaves no file behind.
 
 Bitwidths are shown with :func:`bits_label` and ordered by :data:`BITS_ORDER`. Full precision is
-placed **last** ("FP", i.e. 32 bits), so the bitwidth axis reads left to right in increasing
-precision: 1, 2, 4, 8, 12, 16, FP.
+placed **first** (the reference model), then the quantized widths in increasing precision:
+FP, 1, 2, 4, 8, 12, 16 (the paper's tables use this order).
 
 Images are on the pixel scale [0, 1]; distances in captions are on that scale (SPEC §7):
 L2 = ‖δ‖₂ and L∞ = max|δ| with δ = x_adv − x flattened over pixels and channels.
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Canonical order of bitwidth labels on every axis; full precision last.
-BITS_ORDER: tuple[str, ...] = ("1", "2", "4", "8", "12", "16", "FP")
+BITS_ORDER: tuple[str, ...] = ("FP", "1", "2", "4", "8", "12", "16")
 
 FULL_PRECISION_BITS = 32
 DPI = 120
@@ -331,7 +331,7 @@ def accuracy_vs_bits(
     """One line per series (attack name) of value against bitwidth.
 
     ``series`` maps a name to ``{bits: value}``; bits are anything :func:`bits_label` accepts.
-    The x axis is categorical with equal spacing, in :data:`BITS_ORDER` (FP last) over the
+    The x axis is categorical with equal spacing, in :data:`BITS_ORDER` (FP first) over the
     bitwidths present in any series; labels outside that order follow in first-seen order.
     Missing or NaN points are skipped (the line joins the points present). Also used for other
     per-bitwidth quantities (e.g. mean L2 of successful samples) through ``ylabel``; when every

@@ -43,7 +43,7 @@ def quantize_k(x: tf.Tensor, k: int) -> tf.Tensor:
     n = float(2 ** k - 1)
     q = tf.round(x * n) / n
     # STE: the forward value is q, the gradient is that of the identity.
-    return x + tf.stop_gradient(q - x)
+    return q + (x - tf.stop_gradient(x))  # forward exactly q (x - x = 0), gradient 1
 
 
 def quantize_weights(w: tf.Tensor, k: int) -> tf.Tensor:
@@ -51,8 +51,8 @@ def quantize_weights(w: tf.Tensor, k: int) -> tf.Tensor:
 
     * k = 32: identity.
     * k = 1:  w_q = sign(w) · E(|w|), E = mean of |w| over the whole tensor (one scale per layer),
-      no gradient through E; sign(0) := +1 so there are exactly two levels ±E; STE through sign,
-      so ∂w_q/∂w = E.
+      no gradient through E; sign(0) := +1 so there are exactly two levels ±E. Straight-through
+      as in tensorpack's ``sign(w / E) · E`` with Sign -> Identity: ∂w_q/∂w = 1.
     * k > 1:  t = tanh(w);  w_q = 2 · quantize_k(t / (2·max|t|) + 0.5, k) − 1,
       values on 2^k levels in [−1, 1]; the gradient flows through tanh and max|t| exactly as
       in tensorpack (only the rounding is straight-through).
@@ -62,7 +62,8 @@ def quantize_weights(w: tf.Tensor, k: int) -> tf.Tensor:
     if k == 1:
         e = tf.stop_gradient(tf.reduce_mean(tf.abs(w)))
         s = tf.where(w >= 0, tf.ones_like(w), -tf.ones_like(w))
-        return (w + tf.stop_gradient(s - w)) * e
+        # q + (w - stop_gradient(w)): forward value exactly ±E (0 added), gradient 1.
+        return s * e + (w - tf.stop_gradient(w))
     t = tf.tanh(w)
     x = t / (2.0 * tf.reduce_max(tf.abs(t))) + 0.5
     return 2.0 * quantize_k(x, k) - 1.0

@@ -60,7 +60,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def run_report(cfg: dict, run: Run) -> dict:
-    from .evaluate import rows_csv
+    from .evaluation import rows_csv
     from .plots import accuracy_vs_bits
 
     rows = collect(cfg["report"]["runs"])

@@ -80,9 +80,20 @@ class Run:
 
     def close(self) -> None:
         for h in list(self.log.handlers):
-            if isinstance(h, logging.FileHandler):
-                h.close()
-                self.log.removeHandler(h)
+            h.close()
+            self.log.removeHandler(h)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at emit time (notebooks and test capture swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _make_logger(logfile: Path) -> logging.Logger:
@@ -94,7 +105,7 @@ def _make_logger(logfile: Path) -> logging.Logger:
         h.close()
     fh = logging.FileHandler(logfile, encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    sh = logging.StreamHandler(sys.stdout)
+    sh = _StdoutHandler()
     sh.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(fh)
     log.addHandler(sh)

@@ -13,8 +13,8 @@ from .errors import AnntError
 TASKS = {
     "train": "annt.train_task:run_train",
     "attack": "annt.attack_task:run_attack",
-    "infer": "annt.evaluate:run_infer",
-    "transfer": "annt.evaluate:run_transfer",
+    "infer": "annt.evaluation:run_infer",
+    "transfer": "annt.evaluation:run_transfer",
     "report": "annt.report:run_report",
 }
 

@@ -16,7 +16,9 @@ def fake_model_dir(tmp_path):
     d = tmp_path / "models" / "mnist_a-4bit"
     d.mkdir(parents=True)
     (d / "model.keras").write_bytes(b"not a real model")
-    (d / "card.json").write_text(json.dumps({"arch": "mnist_a", "bits": {"weights": 4, "activations": 4}}))
+    (d / "card.json").write_text(json.dumps({"arch": "mnist_a", "bits": {"weights": 4, "activations": 4}, "dataset": "mnist",
+                                                 "batchnorm": False, "quantize_first_last": False,
+                                                 "quantize_last_hidden": False}))
     return d
 
 

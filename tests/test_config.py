@@ -54,6 +54,9 @@ def test_bits_mapping_and_train_defaults(tmp_path):
     cfg = load_config(write(tmp_path, TRAIN))
     assert cfg["model"]["bits"] == {"weights": 2, "activations": 32}
     assert cfg["name"] == "c" and cfg["train"]["batch_size"] == 128 and cfg["train"]["epochs"] is None
+    with pytest.raises(ConfigError, match=r"train.learning_rate = \.nan \(from --set\): must be a finite number"):
+        load_config(write(tmp_path, TRAIN), ["train.learning_rate=.nan"])
+    assert load_config(write(tmp_path, TRAIN), ["train.learning_rate=1e-3"])["train"]["learning_rate"] == 0.001
     cfg = load_config(write(tmp_path, TRAIN), ["model.bits=null"])
     assert cfg["model"]["bits"] == {"weights": 32, "activations": 32}  # train: null bits = fp
     with pytest.raises(ConfigError, match=r"model.arch = 'resnet20' \(from --set\): is built for cifar10"):
@@ -110,6 +113,13 @@ BAD = [
     ("unknown attack param", ["attack.params={epz: 0.1}"], "attack.params.epz"),
     ("attack param range", ["attack.params={eps: -0.5}"], "attack.params.eps"),
     ("local source without dir", ["data.source=local"], "data.data_dir = null: required when data.source is local"),
+    ("uap targeted", ["attack.name=uap", "attack.params={}", "attack.targeted=true", "attack.target=next"],
+     "attack.targeted = true (from --set): uap has no targeted variant"),
+    ("seed too big", ["seed=5000000000"], "seed = 5000000000 (from --set): must be an integer in [0, 4.29497e+09]"),
+    ("more samples than the split", ["attack.samples=600", "attack.runs=2"],
+     "samples x runs = 1200 but mnist/test (sample) has 1000 images"),
+    ("model option vs card", ["model.batchnorm=true"], "model.batchnorm = true (from --set): does not match the checkpoint's card"),
+    ("nan attack param", ["attack.params={eps: .nan}"], "attack.params.eps"),
 ]
 
 

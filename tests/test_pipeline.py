@@ -214,7 +214,7 @@ def test_two_by_two_transfer_and_report(tmp_path, tiny_models):
     run = only_run(tmp_path, "transfer")
     rows = list(csv.DictReader(open(run / "transfer_long.csv")))
     assert len(rows) == 2 * 2 * 2  # sources x targets x runs
-    from annt.evaluate import evaluate
+    from annt.evaluation import evaluate
     from annt.modelio import load_model_folder
 
     model, _ = load_model_folder(tiny_models["2bit"])
@@ -225,7 +225,7 @@ def test_two_by_two_transfer_and_report(tmp_path, tiny_models):
     assert int(row["n_used"]) == res.summary["n"] == int(np.sum(res.clean_pred == s.labels))
     assert float(row["adversarial_accuracy"]) == pytest.approx(res.summary["adversarial_accuracy"])
     md = (run / "transfer.md").read_text()
-    assert "| source \\ target | 2 | FP |" in md
+    assert "| source \\ target | FP | 2 |" in md
     for png in ("heatmap_adversarial_accuracy.png", "heatmap_transfer_rate.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG"
     res = json.loads((run / "results.json").read_text())
@@ -284,3 +284,26 @@ def test_annt_three_key_set_loads_and_transfers(tmp_path, tiny_models):
     rows = list(csv.DictReader(open(only_run(tmp_path, "transfer") / "transfer_long.csv")))
     # the "adversarial" images are the clean ones, so every counted sample is still correct
     assert len(rows) == 1 and float(rows[0]["adversarial_accuracy"]) == 1.0 and float(rows[0]["l2_successful_mean"] or 0) == 0
+
+
+def test_failed_run_is_marked_and_skipped_by_globs(tmp_path, tiny_models, monkeypatch):
+    import annt.attacks as attacks
+
+    def broken(*a, **k):
+        raise AnntError("simulated failure inside the attack")
+
+    monkeypatch.setattr(attacks, "generate", broken)
+    assert run_main([attack_cfg(tmp_path, tiny_models["fp"], name="broken")]) == 2
+    run = only_run(tmp_path, "attack")
+    res = json.loads((run / "results.json").read_text())
+    assert res["complete"] is False and "simulated failure" in res["error"]
+    cfg = write_cfg(tmp_path, "tr", f"""
+        task: transfer
+        output_dir: {tmp_path / 'runs'}
+        transfer: {{sources: ["{tmp_path / 'runs'}/*-attack-*"], targets: [{tiny_models['fp']}]}}
+        """)
+    from annt.config import load_config
+    from annt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pattern matches nothing \(unfinished run folders are skipped\)"):
+        load_config(cfg)

@@ -60,7 +60,7 @@ def test_bits_label_rejects_non_bitwidths(bad):
 
 
 def test_bits_order_puts_full_precision_last():
-    assert BITS_ORDER == ("1", "2", "4", "8", "12", "16", "FP")
+    assert BITS_ORDER == ("FP", "1", "2", "4", "8", "12", "16")
 
 
 # --------------------------------------------------------------------------- image_grid

@@ -41,12 +41,18 @@ class EvalResult:
     counted: np.ndarray
 
 
-def evaluate(model, adv: AdversarialSet | str | Path, *, batch_size: int = 500) -> EvalResult:
-    """Evaluate an adversarial set (object or path) on ``model`` (Keras, logits)."""
+def evaluate(model, adv: AdversarialSet | str | Path, *, dataset=None, batch_size: int = 500) -> EvalResult:
+    """Evaluate an adversarial set (object or path) on ``model`` (Keras, logits).
+
+    ``dataset`` (an :class:`annt.data.Dataset`) supplies the clean images of ANNT 3-key sets, looked
+    up by ``image_index``; annt's own sets carry them.
+    """
     if not isinstance(adv, AdversarialSet):
         adv = load_adversarial_set(adv)
     if adv.clean_images is None:
-        raise AnntError(f"{adv.path}: set has no clean images; fill them with annt.evaluate.attach_clean_images")
+        if dataset is None:
+            raise AnntError(f"{adv.path}: set has no clean images (ANNT format); pass dataset= (the split it indexes)")
+        adv = attach_clean_images(adv, dataset)
     shape = tuple(model.input_shape[1:])
     if tuple(adv.images.shape[1:]) != shape:
         raise AnntError(f"{adv.path}: images are {tuple(adv.images.shape[1:])} but the model takes {shape}")
@@ -139,9 +145,18 @@ def run_infer(cfg: dict, run: Run) -> dict:
 
 
 def _same_model(source: dict | None, model_cfg: dict) -> bool:
+    """Is the model the set's source? Same folder, or (for a set made on another machine) a folder of
+    the same name whose card has the same arch, bits and test accuracy."""
     if not source:
         return False
-    return Path(str(source.get("checkpoint"))).resolve() == Path(model_cfg["checkpoint"]).resolve()
+    src, ck = Path(str(source.get("checkpoint"))), Path(model_cfg["checkpoint"])
+    if src.resolve() == ck.resolve():
+        return True
+    from .config import read_card_json
+
+    card = read_card_json(ck) or {}
+    return (src.name == ck.name and card.get("arch") == source.get("arch") and card.get("bits") == source.get("bits")
+            and card.get("test_accuracy") == source.get("test_accuracy"))
 
 
 # --------------------------------------------------------------------------- transfer
