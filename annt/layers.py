@@ -16,13 +16,15 @@ from keras import ops
 from annt.quantize import FULL_PRECISION, check_bits, quantize_activations, quantize_weights
 
 
-@keras.saving.register_keras_serializable(package="annt")
-class QuantConv2D(keras.layers.Conv2D):
-    """``Conv2D`` whose kernel is DoReFa-quantized to ``weight_bits`` (32 = full precision)."""
+class _QuantizedKernel:
+    """Mixin for a Keras layer with a ``kernel``: the forward pass uses the DoReFa-quantized kernel.
+
+    Kernels start from ``he_normal``, tensorpack's default (variance scaling 2, fan-in): ANNT's
+    models were trained from it, and with Keras' Glorot default a 1-bit net starts with every
+    binary activation at 0 and never learns.
+    """
 
     def __init__(self, *args, weight_bits: int = FULL_PRECISION, **kwargs):
-        # tensorpack's default (variance_scaling, scale 2, fan_in): ANNT's models were trained from it, and
-        # with Keras' glorot default a 1-bit net starts with every binary activation at 0 and never learns.
         kwargs.setdefault("kernel_initializer", "he_normal")
         super().__init__(*args, **kwargs)
         self.weight_bits = check_bits(weight_bits, "weight_bits")
@@ -31,44 +33,30 @@ class QuantConv2D(keras.layers.Conv2D):
         """The kernel the forward pass uses, ``quantize_weights(kernel, weight_bits)``."""
         return quantize_weights(self.kernel, self.weight_bits)
 
-    def call(self, inputs):
-        # Same as Conv2D.call, with the quantized kernel in place of the float one.
-        outputs = self.convolution_op(inputs, self.quantized_kernel())
+    def _bias_and_activation(self, outputs):
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)  # channels_last: bias broadcasts on the last axis
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return self.activation(outputs) if self.activation is not None else outputs
 
     def get_config(self):
         return {**super().get_config(), "weight_bits": self.weight_bits}
 
 
 @keras.saving.register_keras_serializable(package="annt")
-class QuantDense(keras.layers.Dense):
+class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
+    """``Conv2D`` whose kernel is DoReFa-quantized to ``weight_bits`` (32 = full precision)."""
+
+    def call(self, inputs):
+        # Conv2D.call with the quantized kernel in place of the float one.
+        return self._bias_and_activation(self.convolution_op(inputs, self.quantized_kernel()))
+
+
+@keras.saving.register_keras_serializable(package="annt")
+class QuantDense(_QuantizedKernel, keras.layers.Dense):
     """``Dense`` whose kernel is DoReFa-quantized to ``weight_bits`` (32 = full precision)."""
 
-    def __init__(self, *args, weight_bits: int = FULL_PRECISION, **kwargs):
-        # tensorpack's default (variance_scaling, scale 2, fan_in): ANNT's models were trained from it, and
-        # with Keras' glorot default a 1-bit net starts with every binary activation at 0 and never learns.
-        kwargs.setdefault("kernel_initializer", "he_normal")
-        super().__init__(*args, **kwargs)
-        self.weight_bits = check_bits(weight_bits, "weight_bits")
-
-    def quantized_kernel(self):
-        """The kernel the forward pass uses, ``quantize_weights(kernel, weight_bits)``."""
-        return quantize_weights(self.kernel, self.weight_bits)
-
     def call(self, inputs, training=None):
-        outputs = ops.matmul(inputs, self.quantized_kernel())
-        if self.use_bias:
-            outputs = ops.add(outputs, self.bias)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
-
-    def get_config(self):
-        return {**super().get_config(), "weight_bits": self.weight_bits}
+        return self._bias_and_activation(ops.matmul(inputs, self.quantized_kernel()))
 
 
 @keras.saving.register_keras_serializable(package="annt")
