@@ -141,7 +141,7 @@ def load_source_model(cfg: dict):
 def load_split(cfg: dict):
     d = cfg["data"]
     ds = load_dataset(d["dataset"], d["split"], source=d["source"], data_dir=d["data_dir"], val_size=d["val_size"],
-                      seed=cfg["seed"])
+                      seed=d["split_seed"])
     if d["limit"] is not None and d["limit"] < len(ds):
         ds.x, ds.y, ds.index = ds.x[:d["limit"]], ds.y[:d["limit"]], ds.index[:d["limit"]]
     return ds

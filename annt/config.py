@@ -74,6 +74,8 @@ SCHEMA: dict[str, Any] = {
                       "1,000-image MNIST test sample.", choices=SOURCES),
         "data_dir": Key("path", None, "Folder with mnist.npz / IDX files / cifar-10-batches-py.", nullable=True, must_exist=True),
         "val_size": Key("int", 5000, "Images held out of the training set for checkpoint selection.", min=0, max=49999),
+        "split_seed": Key("int", 0, "Seed of the train/val split (independent of `seed`, so every task sees the same "
+                          "validation images as training did).", min=0, max=2**32 - 1),
         "limit": Key("int", None, "Use only the first N images of each split used (quick runs, smoke tests).", nullable=True, min=1),
     },
     "model": {
@@ -475,6 +477,11 @@ def _check_card(ctx, m, d):
         if opt in given and given[opt] is not None and given[opt] != card[opt]:
             raise ctx.fail(f"model.{opt}", given[opt], f"does not match the checkpoint's card ({opt}: {card[opt]} in {ck / 'card.json'})")
         m[opt] = card[opt]  # the loaded graph has the card's options; record those, never the defaults
+    if d["split"] != "test":
+        for key in ("val_size", "split_seed"):
+            if card.get(key) is not None and card[key] != d[key]:
+                raise ctx.fail(f"data.{key}", d[key], f"the checkpoint was trained with {key} {card[key]}; using another "
+                               f"value on split {d['split']!r} would mix training and validation images")
     m["arch"] = m["arch"] or card.get("arch")
     m["bits"] = m["bits"] or card_bits
     if m["arch"] not in ARCHS:

@@ -160,9 +160,11 @@ def _same_model(source: dict | None, model_cfg: dict) -> bool:
 
 
 # --------------------------------------------------------------------------- transfer
-def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None) -> list[dict]:
+def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
+             records_out: list | None = None) -> list[dict]:
     """Evaluate every source (npz or attack run folder; each run separately) on every target
-    model folder. Returns long-form rows: one per source × target × run."""
+    model folder. Returns long-form rows: one per source × target × run. Per-sample records
+    (with source, target, run and ``counted``) are appended to ``records_out`` if given."""
     from .modelio import load_model_folder
 
     rows = []
@@ -178,6 +180,8 @@ def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None)
                         raise AnntError(f"{s.path}: ANNT set without clean images; give the dataset it indexes")
                     s = attach_clean_images(s, dataset)
                 res = evaluate(model, s, batch_size=batch_size)
+                if records_out is not None:
+                    records_out.extend({"source": src, "target": str(t), "run": r, **rec} for rec in res.records)
                 meta = s.metadata.get("source_model") or {}
                 row = {"source": src, "source_model": f"{meta.get('arch', '?')} {(meta.get('bits') or {}).get('label', '?')}",
                        "source_bits": _bits_of(meta), "attack": s.metadata.get("attack", "?"),
@@ -206,12 +210,15 @@ def cells(rows: list[dict]) -> list[dict]:
             v = v[~np.isnan(v)]
             return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
         acc, tr, l2 = ms("adversarial_accuracy"), ms("transfer_rate"), ms("l2_successful_mean")
+        extra = {}
+        for key in ("l0_successful_mean", "l0_fraction_successful_mean", "linf_successful_mean", "l2_successful_median"):
+            extra[f"{key}_mean"], extra[f"{key}_std"] = ms(key)
         result.append({"source": src, "source_model": rs[0]["source_model"], "source_bits": rs[0]["source_bits"],
                        "attack": rs[0]["attack"], "target": tgt, "target_model": rs[0]["target_model"],
                        "target_bits": rs[0]["target_bits"], "runs": len(rs), "n_used_mean": float(np.mean([r["n_used"] for r in rs])),
                        "adversarial_accuracy_mean": acc[0], "adversarial_accuracy_std": acc[1],
                        "transfer_rate_mean": tr[0], "transfer_rate_std": tr[1],
-                       "l2_successful_mean": l2[0], "l2_successful_std": l2[1]})
+                       "l2_successful_mean": l2[0], "l2_successful_std": l2[1], **extra})
     return result
 
 
@@ -277,8 +284,11 @@ def run_transfer(cfg: dict, run: Run) -> dict:
     dataset = None
     if any(s.clean_images is None for p in t["sources"] for s in source_sets(p)):
         dataset = load_split(cfg)
-    rows = transfer(t["sources"], t["targets"], dataset=dataset, batch_size=t["batch_size"], log=run.log)
+    records: list[dict] = []
+    rows = transfer(t["sources"], t["targets"], dataset=dataset, batch_size=t["batch_size"], log=run.log,
+                    records_out=records)
     cell_rows = cells(rows)
+    atomic_write_text(run.file("transfer_samples.csv"), rows_csv(records))
     atomic_write_text(run.file("transfer_long.csv"), rows_csv(rows))
     atomic_write_text(run.file("transfer_cells.csv"), rows_csv(cell_rows))
     attack = ", ".join(sorted({c["attack"] for c in cell_rows}))

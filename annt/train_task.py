@@ -39,7 +39,7 @@ def run_train(cfg: dict, run: Run) -> dict:
     from .training import fit
 
     d, m = cfg["data"], cfg["model"]
-    load = dict(source=d["source"], data_dir=d["data_dir"], val_size=d["val_size"], seed=cfg["seed"])
+    load = dict(source=d["source"], data_dir=d["data_dir"], val_size=d["val_size"], seed=d["split_seed"])
     train = _limit(load_dataset(d["dataset"], "train", **load), d["limit"])
     val = _limit(load_dataset(d["dataset"], "val", **load), d["limit"])
     test = _limit(load_dataset(d["dataset"], "test", **load), d["limit"])
@@ -74,7 +74,7 @@ def run_train(cfg: dict, run: Run) -> dict:
     run.log.info("best epoch %d: val accuracy %.4f, test accuracy %.4f", history["best_epoch"], val_acc, test_acc)
     card = {"dataset": d["dataset"], "val_accuracy": val_acc, "test_accuracy": test_acc,
             "epochs": settings["epochs"], "best_epoch": history["best_epoch"], "seed": cfg["seed"],
-            "data_hash": train.sha256, "data_source": train.source, "val_size": d["val_size"],
+            "data_hash": train.sha256, "data_source": train.source, "val_size": d["val_size"], "split_seed": d["split_seed"],
             "train_size": len(train), "test_size": len(test), "train_settings": settings}
     folder = save_model_folder(model, run.file(MODEL_SUBDIR), card)
     exported = None

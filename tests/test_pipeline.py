@@ -224,6 +224,10 @@ def test_two_by_two_transfer_and_report(tmp_path, tiny_models):
     row = next(r for r in rows if r["source"] == str(src) and r["target"] == str(tiny_models["2bit"]) and r["run"] == "1")
     assert int(row["n_used"]) == res.summary["n"] == int(np.sum(res.clean_pred == s.labels))
     assert float(row["adversarial_accuracy"]) == pytest.approx(res.summary["adversarial_accuracy"])
+    samples = list(csv.DictReader(open(run / "transfer_samples.csv")))
+    assert len(samples) == 2 * 2 * 2 * 24  # every sample of every source x target x run
+    mine = [x for x in samples if x["source"] == str(src) and x["target"] == str(tiny_models["2bit"]) and x["run"] == "1"]
+    assert [x["counted"] == "True" for x in mine] == res.counted.tolist()
     md = (run / "transfer.md").read_text()
     assert "| source \\ target | FP | 2 |" in md
     for png in ("heatmap_adversarial_accuracy.png", "heatmap_transfer_rate.png"):
