@@ -25,7 +25,7 @@ def collect(run_dirs) -> list[dict]:
             continue
         agg, src = res["aggregate"], res.get("source_model") or {}
         bits = src.get("bits") or {}
-        rows.append({"run_dir": str(d), "attack": res["attack"], "arch": src.get("arch"),
+        rows.append({"run_dir": str(d), "attack": res["attack"], "setting": _setting(res), "arch": src.get("arch"),
                      "bits": bits.get("label") or "?", "weights": bits.get("weights"), "activations": bits.get("activations"),
                      "runs": len(res["runs"]), "samples": sum(r["n"] for r in res["runs"]),
                      "adversarial_accuracy": agg["adversarial_accuracy"]["mean"],
@@ -35,6 +35,20 @@ def collect(run_dirs) -> list[dict]:
                      "linf_successful_mean": agg["linf_successful_mean"]["mean"],
                      "l0_successful_mean": agg["l0_successful_mean"]["mean"]})
     return rows
+
+
+SETTING_KEYS = ("eps", "norm", "max_iter", "restarts", "confidence", "theta", "gamma")
+
+
+def _setting(res: dict) -> str:
+    """Short label of the parameters that tell runs of one attack apart (e.g. ``eps=0.25``)."""
+    p = res.get("params") or {}
+    parts = [f"{k}={p[k]}" for k in SETTING_KEYS if k in p and not (k == "norm" and p[k] == "inf")]
+    if res.get("targeted"):
+        parts.append("targeted")
+    if res.get("dataset") and res["dataset"] != "mnist":
+        parts.append(res["dataset"])
+    return ", ".join(parts)
 
 
 def _bits_key(row) -> str:
@@ -50,10 +64,10 @@ def markdown(rows: list[dict]) -> str:
     def f(v):
         return "n/a" if v is None or v != v else f"{v:.4f}"
 
-    out = ("| attack | model | bits | runs | samples | adversarial accuracy | success rate | mean L0 (succ.) | mean L2 (succ.) | mean L∞ (succ.) |\n"
-           "|---|---|---|---|---|---|---|---|---|---|\n")
+    out = ("| attack | setting | model | bits | runs | samples | adversarial accuracy | success rate | mean L0 (succ.) | mean L2 (succ.) | mean L∞ (succ.) |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
-        out += (f"| {r['attack']} | {r['arch']} | {r['bits']} | {r['runs']} | {r['samples']} | "
+        out += (f"| {r['attack']} | {r['setting']} | {r['arch']} | {r['bits']} | {r['runs']} | {r['samples']} | "
                 f"{f(r['adversarial_accuracy'])} ± {f(r['adversarial_accuracy_std'])} | {f(r['success_rate'])} | "
                 f"{f(r['l0_successful_mean'])} | {f(r['l2_successful_mean'])} | {f(r['linf_successful_mean'])} |\n")
     return out
@@ -66,7 +80,7 @@ def run_report(cfg: dict, run: Run) -> dict:
     rows = collect(cfg["report"]["runs"])
     if not rows:
         raise AnntError("report.runs: none of the run folders is a finished attack run")
-    rows.sort(key=lambda r: (r["attack"], r["arch"] or "", r["weights"] or 0))
+    rows.sort(key=lambda r: (r["attack"], r["setting"], r["arch"] or "", 0 if r["weights"] == 32 else (r["weights"] or 0)))  # FP first
     atomic_write_text(run.file("report.csv"), rows_csv(rows))
     atomic_write_text(run.file("report.md"), "# Attack report\n\nMean over each folder's runs (± std).\n\n" + markdown(rows))
     plots = {}
@@ -74,7 +88,7 @@ def run_report(cfg: dict, run: Run) -> dict:
                                ("l2_successful_mean", "mean L2 of successful samples", "l2_vs_bits.png")):
         series: dict[str, dict] = {}
         for r in rows:
-            name = f"{r['attack']} ({r['arch']})"
+            name = f"{r['attack']} {r['setting']} ({r['arch']})".replace("  ", " ")
             v = r[key]
             if v is not None and not np.isnan(v):
                 series.setdefault(name, {})[_bits_key(r)] = v

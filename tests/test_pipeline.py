@@ -244,7 +244,7 @@ def test_two_by_two_transfer_and_report(tmp_path, tiny_models):
     rrun = only_run(tmp_path, "report")
     assert (rrun / "accuracy_vs_bits.png").is_file() and (rrun / "l2_vs_bits.png").is_file()
     table = (rrun / "report.md").read_text()
-    assert table.count("| fgsm | lenet5 |") == 2
+    assert table.count("| fgsm | eps=0.2 | lenet5 |") == 2
 
 
 def test_transfer_refuses_other_dataset_and_wrong_shape(tmp_path, tiny_models, capsys):
