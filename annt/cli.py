@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         _import_tensorflow_quietly()
         result = api.run_config(args.config, args.overrides, resume=args.resume)
     except AnntError as e:
-        print(f"annt: error: {e}", file=sys.stderr)
+        one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")  # a key or path may hold a newline
+        print(f"annt: error: {one_line}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         run_dir = getattr(api, "_last_run_dir", None)

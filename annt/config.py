@@ -294,6 +294,8 @@ def _walk(ctx: _Ctx, schema: dict, given: dict, prefix: str) -> dict:
     for k, spec in schema.items():
         path = prefix + k
         if isinstance(spec, dict):
+            if k in given and given[k] is not None and not isinstance(given[k], dict):
+                raise ctx.fail(path, given[k], "must be a mapping of keys (a section)")
             out[k] = _walk(ctx, spec, given.get(k) or {}, path + ".") if k in given else None
             continue
         if k not in given:

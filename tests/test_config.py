@@ -173,3 +173,13 @@ def test_every_schema_key_is_documented():
     assert len(rows) > 40
     for key, default, allowed, doc in rows:
         assert doc, f"{key} has no doc line"
+
+
+def test_section_must_be_a_mapping_and_newlines_stay_on_one_line(tmp_path, fake_model_dir, capsys):
+    p = write(tmp_path, GOOD.replace("output_dir: out", "output_dir: out\ninfer: [1, 2]"))
+    with pytest.raises(ConfigError, match=r"infer = \[1, 2\]: must be a mapping of keys"):
+        load_config(p)
+    p = write(tmp_path, GOOD + '"bad\\nkey": 1\n')
+    assert cli.main([str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad\\nkey" in err

@@ -311,3 +311,31 @@ def test_failed_run_is_marked_and_skipped_by_globs(tmp_path, tiny_models, monkey
 
     with pytest.raises(ConfigError, match=r"pattern matches nothing \(unfinished run folders are skipped\)"):
         load_config(cfg)
+
+
+def test_uap_task_saves_one_perturbation_and_fooling_rate(tmp_path, tiny_models):
+    cfg = attack_cfg(tmp_path, tiny_models["fp"], name="uap")
+    over = ["--set", "attack.name=uap", "--set", "attack.params={attacker_params: {eps: 0.1}, eps: 0.3, max_iter: 2}",
+            "--set", "attack.runs=1"]
+    assert run_main([cfg, *over]) == 0
+    run = only_run(tmp_path, "attack")
+    res = json.loads((run / "results.json").read_text())["runs"][0]
+    delta = np.load(run / "perturbation_run0.npy")
+    s = load_adversarial_set(run)
+    assert delta.shape == (1, 28, 28, 1) and np.max(np.abs(delta)) <= 0.3 + 1e-6
+    assert np.allclose(s.images, np.clip(s.clean_images + delta, 0, 1), atol=1e-6)  # one delta for every image
+    assert 0.0 <= res["fooling_rate"] <= 1.0 and s.metadata["fooling_rate"] == res["fooling_rate"]
+
+
+def test_targeted_next_class_task(tmp_path, tiny_models):
+    cfg = attack_cfg(tmp_path, tiny_models["fp"], name="tgt")
+    over = ["--set", "attack.name=pgd", "--set", "attack.params={eps: 0.3, eps_step: 0.05, max_iter: 20}",
+            "--set", "attack.targeted=true", "--set", "attack.target=next", "--set", "attack.runs=1"]
+    assert run_main([cfg, *over]) == 0
+    run = only_run(tmp_path, "attack")
+    s = load_adversarial_set(run)
+    res = json.loads((run / "results.json").read_text())["runs"][0]
+    assert np.array_equal(s.target, (s.labels + 1) % 10)
+    assert res["targeted_success_rate"] == pytest.approx(np.mean(s.adv_pred == s.target)) and res["targeted_success_rate"] > 0
+    rows = list(csv.DictReader(open(run / "samples_run0.csv")))
+    assert [int(r["target"]) for r in rows] == s.target.tolist()
