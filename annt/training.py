@@ -244,7 +244,9 @@ def fit(
     guard = _DivergenceGuard()
     best = _BestAndHistory(folder, guard)
     cbs = [_EpochLearningRate(schedule), guard, best,
-           keras.callbacks.BackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=True)]
+           # double_checkpoint: Keras writes the backup in place; it keeps the previous one and falls back
+           # to it if a crash mid-write left the new one unreadable.
+           keras.callbacks.BackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=True, double_checkpoint=True)]
     if log_dir is not None:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(log_dir)))
     cbs.extend(callbacks)
