@@ -51,6 +51,8 @@ def run_config(path, overrides: list[str] | None = None, *, resume=None) -> dict
         # Mark the folder as failed (never half-written): reports and transfer globs skip it.
         run.write_results({"task": cfg["task"], "name": cfg["name"], "complete": False,
                            "error": f"{type(e).__name__}: {e}", "run_dir": str(run.path)})
+        if isinstance(e, AnntError):
+            raise type(e)(f"{e} (run folder {run.path} marked incomplete)") from None
         raise
     finally:
         run.close()

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         run_dir = getattr(api, "_last_run_dir", None)
-        hint = f"; resume with --resume {run_dir}" if run_dir else ""
+        hint = f"; resume with: python main.py {args.config} --resume {run_dir}" if run_dir else ""
         print(f"annt: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"run folder: {result['run_dir']}")

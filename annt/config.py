@@ -165,7 +165,8 @@ class _Ctx:
         return ConfigError(f"{self.file}: {path} = {shown}{src}: {allowed}")
 
     def base_for(self, path: str) -> Path:
-        return Path.cwd() if any(path == o or path.startswith(o + ".") for o in self.overridden) else self.base
+        from_cli = any(path == o or path.startswith(o + ".") or path.startswith(o + "[") for o in self.overridden)
+        return Path.cwd() if from_cli else self.base
 
 
 def parse_bits(value: Any) -> int:
@@ -560,6 +561,7 @@ def _split_size(d) -> int | None:
 
 def _check_infer(ctx, cfg):
     _check_data(ctx, cfg)
+    ctx.dataset = cfg["data"]["dataset"]
     _check_model(ctx, cfg, need_checkpoint=True)
     adv = cfg["infer"]["adversarial"]
     if adv is not None:
@@ -598,6 +600,10 @@ def _check_sets_fit_models(ctx, key, sources, targets):
             raise ctx.fail(key, src, f"not a readable adversarial set ({type(e).__name__})") from None
         if facts and facts[-1][2] is None:
             raise ctx.fail(key, src, "not an adversarial set (needs images, labels and image_index arrays)")
+    want_ds = getattr(ctx, "dataset", None)
+    for f, dataset, _ in facts:
+        if want_ds and dataset and dataset != want_ds:
+            raise ctx.fail(key, str(f), f"set was made on {dataset} but data.dataset is {want_ds}")
     for t in targets:
         card = read_card_json(t) or {}
         for f, dataset, shape in facts:
@@ -610,6 +616,8 @@ def _check_sets_fit_models(ctx, key, sources, targets):
 
 def _adversarial_path(ctx, key, p) -> str:
     p = Path(p)
+    if _unfinished_run(p):
+        raise ctx.fail(key, str(p), "that run folder did not finish (its results.json is missing or not complete)")
     if p.is_dir():
         sets = sorted(p.glob("adversarial*.npz"))
         if not sets:
@@ -620,7 +628,7 @@ def _adversarial_path(ctx, key, p) -> str:
     return str(p)
 
 
-def _expand(ctx, key, items, want) -> list[str]:
+def _expand(ctx, key, items, want, what: str = "is not a valid entry here") -> list[str]:
     out = []
     for i, item in enumerate(items):
         if any(ch in Path(item).name or ch in item for ch in "*?["):
@@ -634,7 +642,7 @@ def _expand(ctx, key, items, want) -> list[str]:
             out.append(item)
     bad = [p for p in out if not want(Path(p))]
     if bad:
-        raise ctx.fail(key, bad[0], "is not a valid entry here")
+        raise ctx.fail(key, bad[0], what)
     return out
 
 
@@ -652,17 +660,25 @@ def _unfinished_run(p: Path) -> bool:
 
 def _check_transfer(ctx, cfg):
     _check_data(ctx, cfg)
+    ctx.dataset = cfg["data"]["dataset"]
     t = cfg["transfer"]
     t["sources"] = [_adversarial_path(ctx, "transfer.sources", p)
                     for p in _expand(ctx, "transfer.sources", t["sources"], lambda p: p.exists())]
     t["targets"] = _expand(ctx, "transfer.targets", list(dict.fromkeys(t["targets"])),
-                           lambda p: (p / "card.json").is_file() and (p / "model.keras").is_file())
+                           lambda p: (p / "card.json").is_file() and (p / "model.keras").is_file(),
+                           "is not a model folder (needs card.json and model.keras)")
     _check_sets_fit_models(ctx, "transfer.sources", t["sources"], t["targets"])
 
 
 def _check_report(ctx, cfg):
-    cfg["report"]["runs"] = _expand(ctx, "report.runs", cfg["report"]["runs"],
-                                    lambda p: (p / "results.json").is_file())
+    runs = _expand(ctx, "report.runs", cfg["report"]["runs"], lambda p: not _unfinished_run(p) and (p / "results.json").is_file(),
+                   "is not a finished run folder (needs a results.json marked complete)")
+    import json
+
+    tasks = {json.loads((Path(p) / "results.json").read_text(encoding="utf-8")).get("task") for p in runs}
+    if "attack" not in tasks:
+        raise ctx.fail("report.runs", cfg["report"]["runs"], "none of these run folders is an attack run")
+    cfg["report"]["runs"] = runs
 
 
 _TASK_CHECKS = {"train": _check_train, "attack": _check_attack, "infer": _check_infer,

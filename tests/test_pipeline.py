@@ -259,7 +259,10 @@ def test_transfer_refuses_other_dataset_and_wrong_shape(tmp_path, tiny_models, c
         """)
     assert run_main([cfg]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "set was made on fashion_mnist but model" in err[0]
+    assert len(err) == 1 and "set was made on fashion_mnist but data.dataset is mnist" in err[0]
+    assert run_main([cfg, "--set", "data.dataset=fashion_mnist"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "set was made on fashion_mnist but model" in err[0] and "trained on mnist" in err[0]
     cifar = tmp_path / "cifar.npz"
     x3 = np.zeros((2, 32, 32, 3), np.float32)
     np.savez(cifar, images=x3, labels=np.zeros(2, np.int64), image_index=np.arange(2), clean_images=x3,
