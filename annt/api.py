@@ -17,17 +17,20 @@ def load_config(path, overrides: list[str] | None = None) -> dict:
     return _config.load_config(path, overrides)
 
 
-def run_config(path, overrides: list[str] | None = None, *, resume=None) -> dict:
+def run_config(path, overrides: list[str] | None = None, *, resume=None, before_run=None) -> dict:
     """Validate and run a task file. Returns the results dict (with ``run_dir``).
 
     Validation happens before anything is written; a new run folder is created unless
-    ``resume`` names an interrupted run folder to continue.
+    ``resume`` names an interrupted run folder to continue. ``before_run`` (no arguments) is
+    called once the config is valid, before the run folder is made (the CLI imports TF there).
     """
     global _last_run_dir
     cfg = _config.load_config(path, overrides)
     section = cfg.get(cfg["task"]) or {}
     resume = resume or section.get("resume")
     cfg_given = copy.deepcopy(cfg)
+    if before_run is not None:
+        before_run()
     if resume is not None:
         func = task_function(cfg["task"])
         if cfg["task"] not in ("attack", "train"):

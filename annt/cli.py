@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
             print(f"# {args.config}: OK ({cfg['task']})", file=sys.stderr)
             return 0
-        api.load_config(args.config, args.overrides)  # validate before the slow TensorFlow import
-        _import_tensorflow_quietly()
-        result = api.run_config(args.config, args.overrides, resume=args.resume)
+        result = api.run_config(args.config, args.overrides, resume=args.resume,
+                                before_run=_import_tensorflow_quietly)  # after validation, before the task
     except AnntError as e:
         one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")  # a key or path may hold a newline
         print(f"annt: error: {one_line}", file=sys.stderr)
