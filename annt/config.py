@@ -297,7 +297,8 @@ def _walk(ctx: _Ctx, schema: dict, given: dict, prefix: str) -> dict:
         if isinstance(spec, dict):
             if k in given and given[k] is not None and not isinstance(given[k], dict):
                 raise ctx.fail(path, given[k], "must be a mapping of keys (a section)")
-            out[k] = _walk(ctx, spec, given.get(k) or {}, path + ".") if k in given else None
+            # a null section (as written in config.resolved.yaml for unused ones) counts as absent
+            out[k] = _walk(ctx, spec, given[k], path + ".") if given.get(k) is not None else None
             continue
         if k not in given:
             if spec.default is REQUIRED:

@@ -208,3 +208,10 @@ def test_explicit_unfinished_run_folder_is_refused(tmp_path, fake_model_dir):
     p = write(tmp_path, f"task: transfer\ntransfer: {{sources: [{run}], targets: [{fake_model_dir}]}}\n")
     with pytest.raises(ConfigError, match="that run folder did not finish"):
         load_config(p)
+
+
+def test_resolved_config_revalidates_to_itself(tmp_path, fake_model_dir):
+    """config.resolved.yaml in a run folder can be run again (sharing a run = sharing that file)."""
+    cfg = load_config(write(tmp_path, GOOD))
+    again = load_config(write(tmp_path, yaml.safe_dump(cfg), name="resolved.yaml"))
+    assert again == cfg
