@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from .attacks import ATTACKS
-from .config import SCHEMA, TASK_SECTIONS, describe_schema
+from .config import TASK_SECTIONS, describe_schema
 
 
 def _attack_table() -> str:
