@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .advset import AdversarialSet, load_adversarial_set, save_adversarial_set
-from .data import load_dataset
+from .data import load_split
 from .errors import AnntError
 from .io import atomic_save_npz, atomic_write_text
 from .metrics import DISTANCES, sample_records, summarize
@@ -135,15 +135,6 @@ def load_source_model(cfg: dict):
     m = cfg["model"]
     return load_model_folder(m["checkpoint"], expect_arch=m["arch"], expect_weight_bits=m["bits"]["weights"],
                              expect_act_bits=m["bits"]["activations"])
-
-
-def load_split(cfg: dict):
-    d = cfg["data"]
-    ds = load_dataset(d["dataset"], d["split"], source=d["source"], data_dir=d["data_dir"], val_size=d["val_size"],
-                      seed=d["split_seed"])
-    if d["limit"] is not None and d["limit"] < len(ds):
-        ds.x, ds.y, ds.index = ds.x[:d["limit"]], ds.y[:d["limit"]], ds.index[:d["limit"]]
-    return ds
 
 
 def predict_labels(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:

@@ -303,6 +303,16 @@ def load_dataset(name: str, split: str = "test", *, source: str = "auto", data_d
     return Dataset(name, split, x, y, index, used, {"val_size": val_size, "val_seed": seed})
 
 
+def load_split(cfg: dict, split: str | None = None) -> Dataset:
+    """The split a resolved config's ``data:`` section names (or ``split``), cut to ``data.limit``."""
+    d = cfg["data"]
+    ds = load_dataset(d["dataset"], split or d["split"], source=d["source"], data_dir=d["data_dir"],
+                      val_size=d["val_size"], seed=d["split_seed"])
+    if d["limit"] is not None and d["limit"] < len(ds):
+        ds.x, ds.y, ds.index = ds.x[:d["limit"]], ds.y[:d["limit"]], ds.index[:d["limit"]]
+    return ds
+
+
 def load_sample(name: str = "mnist", split: str = "test") -> Dataset:
     """The shipped 1,000-image sample of the real MNIST test set (with original test indices)."""
     if name != "mnist" or split != "test":

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .advset import AdversarialSet, load_adversarial_set
-from .attack_task import aggregate, load_source_model, load_split, predict_labels, records_csv
+from .attack_task import aggregate, load_source_model, predict_labels, records_csv
+from .data import load_split
 from .errors import AnntError
 from .io import atomic_write_text
 from .metrics import DISTANCES, sample_records, summarize
@@ -166,7 +167,9 @@ def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
              records_out: list | None = None) -> list[dict]:
     """Evaluate every source (npz or attack run folder; each run separately) on every target
     model folder. Returns long-form rows: one per source × target × run. Per-sample records
-    (with source, target, run and ``counted``) are appended to ``records_out`` if given."""
+    (with source, target, run and ``counted``) are appended to ``records_out`` if given.
+    ``dataset`` (a Dataset, or a no-argument callable returning one, called at most once) supplies
+    the clean images of ANNT 3-key sets."""
     from .modelio import load_model_folder
 
     rows = []
@@ -180,6 +183,8 @@ def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
                 if s.clean_images is None:
                     if dataset is None:
                         raise AnntError(f"{s.path}: ANNT set without clean images; give the dataset it indexes")
+                    if callable(dataset):
+                        dataset = dataset()
                     s = attach_clean_images(s, dataset)
                 res = evaluate(model, s, batch_size=batch_size)
                 if records_out is not None:
@@ -286,11 +291,8 @@ def run_transfer(cfg: dict, run: Run) -> dict:
 
     t0 = time.time()
     t = cfg["transfer"]
-    dataset = None
-    if any(s.clean_images is None for p in t["sources"] for s in source_sets(p)):
-        dataset = load_split(cfg)
     records: list[dict] = []
-    rows = transfer(t["sources"], t["targets"], dataset=dataset, batch_size=t["batch_size"], log=run.log,
+    rows = transfer(t["sources"], t["targets"], dataset=lambda: load_split(cfg), batch_size=t["batch_size"], log=run.log,
                     records_out=records)
     cell_rows = cells(rows)
     atomic_write_text(run.file("transfer_samples.csv"), rows_csv(records))

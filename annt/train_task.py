@@ -7,17 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DATASETS, load_dataset
+from .data import DATASETS, load_split
 from .errors import AnntError
 from .runs import Run
 
 MODEL_SUBDIR = "model"
-
-
-def _limit(ds, n):
-    if n is not None and n < len(ds):
-        ds.x, ds.y, ds.index = ds.x[:n], ds.y[:n], ds.index[:n]
-    return ds
 
 
 def resolved_train_settings(cfg: dict) -> dict:
@@ -39,10 +33,7 @@ def run_train(cfg: dict, run: Run) -> dict:
     from .training import fit
 
     d, m = cfg["data"], cfg["model"]
-    load = dict(source=d["source"], data_dir=d["data_dir"], val_size=d["val_size"], seed=d["split_seed"])
-    train = _limit(load_dataset(d["dataset"], "train", **load), d["limit"])
-    val = _limit(load_dataset(d["dataset"], "val", **load), d["limit"])
-    test = _limit(load_dataset(d["dataset"], "test", **load), d["limit"])
+    train, val, test = (load_split(cfg, split) for split in ("train", "val", "test"))
     if len(val) == 0:
         raise AnntError(f"data.val_size = {d['val_size']}: training needs a validation split (> 0) to select checkpoints")
     run.log.info("data: %s from %s (train %d, val %d, test %d)", d["dataset"], train.source, len(train), len(val), len(test))
