@@ -43,10 +43,44 @@ SHIPPED = sorted(p.parent for p in ROOT.glob("models/*/card.json"))
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_model_card_matches_its_folder_name(folder):
+    # <arch>-<bits> is the ANNT-faithful graph, <arch>-bn-<bits> the batchnorm: true family.
     card = json.loads((folder / "card.json").read_text())
     arch, tag = folder.name.rsplit("-", 1)
+    batchnorm = arch.endswith("-bn")
+    arch = arch.removesuffix("-bn")
     assert card["arch"] == arch and card["bits"]["label"] == tag and card["dataset"] == "mnist"
+    assert card["batchnorm"] is batchnorm
     assert card["test_accuracy"] is not None and card["val_accuracy"] is not None
+    config = ROOT / "configs" / "train" / f"{folder.name}.yaml"
+    cfg = load_config(config)  # the config that reproduces it builds the same graph
+    assert cfg["model"]["arch"] == arch and cfg["model"]["batchnorm"] is batchnorm
+    assert cfg["train"]["epochs"] == card["epochs"] and cfg["seed"] == card["seed"]
+
+
+def test_models_readme_table_is_generated_from_the_cards():
+    from annt.docs import models_table
+
+    readme = (ROOT / "models" / "README.md").read_text()
+    assert models_table() in readme, "run: python -m annt.docs models, and paste into models/README.md"
+
+
+def test_models_table_marks_targets_met_and_missed(tmp_path):
+    from annt.docs import models_table
+
+    def card(name, arch, label, test_acc, batchnorm):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text(json.dumps(
+            {"arch": arch, "bits": {"label": label}, "val_accuracy": 0.5, "test_accuracy": test_acc,
+             "batchnorm": batchnorm, "best_epoch": 3, "epochs": 4}))
+
+    card("mnist_a-2bit", "mnist_a", "2bit", 0.9899, False)    # target 0.990: missed
+    card("mnist_a-bn-2bit", "mnist_a", "2bit", 0.9900, True)  # met exactly
+    card("lenet5-1bit", "lenet5", "1bit", 0.975, False)       # 1-bit target 0.975: met
+    rows = models_table(tmp_path).splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| `models/lenet5-1bit`", "| `models/mnist_a-2bit`", "| `models/mnist_a-bn-2bit`"]
+    assert rows[0].split(" | ")[5:7] == ["≥ 0.975", "yes"]
+    assert rows[1].split(" | ")[1] == "ANNT (no BN)" and rows[1].split(" | ")[5:8] == ["≥ 0.990", "**no**", "3 / 4"]
+    assert rows[2].split(" | ")[1] == "BatchNorm" and rows[2].split(" | ")[4:7] == ["0.9900", "≥ 0.990", "yes"]
 
 
 @pytest.mark.skipif(not (ROOT / "models" / "mnist_a-4bit").is_dir(), reason="shipped model missing")
