@@ -30,23 +30,55 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value (repeatable), e.g. --set attack.samples=20")
     p.add_argument("--check", action="store_true", help="validate and print the resolved config, then exit")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted train or attack run in RUN_DIR")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads TensorFlow may use (default: all cores); e.g. --threads 1 for each of "
+                        "two jobs run side by side on a 2-core machine")
     return p
 
 
-def _import_tensorflow_quietly() -> None:
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be a whole number >= 1, got {text!r}")
+    return n
+
+
+def prepare_tensorflow(threads: int | None = None) -> None:
+    """Import TensorFlow quietly and, if ``threads`` is given, limit it to that many CPU threads.
+
+    The limit (intra- and inter-op pools) has to be set before TensorFlow runs its first op,
+    so it is set here, right after the import.
+    """
+    if os.environ.get("ANNT_TF_LOGS"):
+        import tensorflow as tf
+
+        _set_threads(tf, threads)
+    else:
+        _import_tensorflow_quietly(threads)
+
+
+def _set_threads(tf, threads: int | None) -> None:
+    if threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _import_tensorflow_quietly(threads: int | None = None):
     """Import TensorFlow with the C++ start-up banner (oneDNN, CUDA probing) sent to /dev/null.
 
     TF 2.21 prints those lines from C++ before its log-level settings apply, so they would bury
     annt's own one-line messages. Set ANNT_TF_LOGS=1 to see them. Python errors still surface.
     """
-    if os.environ.get("ANNT_TF_LOGS"):
-        return
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
         import tensorflow as tf
 
+        _set_threads(tf, threads)
         tf.config.list_physical_devices("GPU")
         _ = (tf.constant(0) + 0).numpy()  # first op: the CUDA probe logs here
     finally:
@@ -67,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {args.config}: OK ({cfg['task']})", file=sys.stderr)
             return 0
         result = api.run_config(args.config, args.overrides, resume=args.resume,
-                                before_run=_import_tensorflow_quietly)  # after validation, before the task
+                                before_run=lambda: prepare_tensorflow(args.threads))  # after validation, before the task
     except AnntError as e:
         one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")  # a key or path may hold a newline
         print(f"annt: error: {one_line}", file=sys.stderr)

@@ -104,3 +104,20 @@ def test_bad_config_subprocess_prints_one_line_and_no_traceback(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     assert "attack.samples = -1" in r.stderr
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("*/"))
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_threads_option_rejects_bad_values_in_one_line(value):
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), str(ROOT / "configs" / "quickstart.yaml"), "--threads", value],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "--threads must be a whole number >= 1" in r.stderr
+
+
+def test_threads_option_limits_tensorflow_before_its_first_op():
+    code = ("import tensorflow as tf; from annt.cli import prepare_tensorflow; prepare_tensorflow(1); "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads(), "
+            "float(tf.constant(2.0) * 3))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["1", "1", "6.0"]
