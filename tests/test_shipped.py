@@ -57,6 +57,24 @@ def test_shipped_model_card_matches_its_folder_name(folder):
     assert cfg["train"]["epochs"] == card["epochs"] and cfg["seed"] == card["seed"]
 
 
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_model_graph_matches_its_card(folder):
+    # Read the Keras archive's config.json (no TensorFlow needed): the saved graph must be the one the card
+    # describes, e.g. a "-bn-" model really has BatchNorm and a 2-bit model really quantizes at 2 bits.
+    import zipfile
+
+    card = json.loads((folder / "card.json").read_text())
+    with zipfile.ZipFile(folder / "model.keras") as z:
+        layers = json.loads(z.read("config.json"))["config"]["layers"]
+    kinds = [layer["class_name"] for layer in layers]
+    assert ("BatchNormalization" in kinds) is card["batchnorm"]
+    hidden = [layer["config"]["weight_bits"] for layer in layers
+              if layer["class_name"] in ("QuantConv2D", "QuantDense") and layer["config"]["name"] not in ("conv0", "linear")]
+    assert hidden and set(hidden) == {card["bits"]["weights"]}
+    act = {layer["config"]["bits"] for layer in layers if layer["class_name"] == "QuantActivation"}
+    assert act == (set() if card["bits"]["activations"] == 32 else {card["bits"]["activations"]})
+
+
 def test_models_readme_table_is_generated_from_the_cards():
     from annt.docs import models_table
 
