@@ -101,7 +101,7 @@ SCHEMA: dict[str, Any] = {
         "lr_decay_factor": Key("float", 0.1, "Step-schedule multiplier.", min=0.0, max=1.0),
         "momentum": Key("float", 0.9, "SGD momentum.", min=0.0, max=0.999),
         "weight_decay": Key("float", None, "L2 penalty on kernels; null = architecture default.", nullable=True, min=0.0),
-        "augment": Key("bool", None, "Random crop (4 px padding) + horizontal flip; null = on for CIFAR-10 only.", nullable=True),
+        "augment": Key("bool", None, "CIFAR-10: random crop (4 px padding) + horizontal flip; MNIST/Fashion-MNIST: random shifts of up to 2 px, no flip. null = on for CIFAR-10 only.", nullable=True),
         "resume": Key("path", None, "Unfinished train run folder to continue.", nullable=True, must_exist=True),
         "export_to": Key("path", None, "Also copy the trained model folder here (e.g. models/mnist_a-4bit); must not exist.", nullable=True),
     },

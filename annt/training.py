@@ -4,7 +4,8 @@
 
 * a learning-rate schedule per epoch (cosine, step or constant), decoupled weight decay on
   kernels only (biases and BatchNorm are excluded, as DoReFa/ANNT did not decay them);
-* CIFAR augmentation (4-pixel zero padding + random 32x32 crop + horizontal flip);
+* augmentation: for colour images 4-pixel zero padding + random crop + horizontal flip (CIFAR), for
+  single-channel images random shifts of up to 2 pixels and no flip (MNIST, Fashion-MNIST);
 * ``checkpoint_dir/best.weights.h5``: the weights of the epoch with the best **validation**
   accuracy (the test split is never looked at), with ``best.json`` recording which epoch;
 * ``checkpoint_dir/backup/``: a resume state written after every finished epoch
@@ -92,21 +93,40 @@ def _optimizer(name: str, learning_rate: float, momentum: float, weight_decay: f
     return opt
 
 
-def augment_cifar(images: tf.Tensor, labels: tf.Tensor):
-    """Random crop after 4-pixel zero padding, and a random horizontal flip (per image)."""
+def augment_images(images: tf.Tensor, labels: tf.Tensor, *, pad: int, flip: bool):
+    """Per image: a random crop back to the original size after ``pad``-pixel zero padding (a shift
+    of up to ``pad`` pixels each way), then, if ``flip``, a random horizontal flip."""
     h, w = images.shape[1], images.shape[2]
-    padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]])
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     n = tf.shape(images)[0]
     # tf.image.random_crop would crop the whole batch at one offset; draw one per image and
     # gather rows then columns (batched, no per-image map_fn).
-    oy = tf.random.uniform([n], 0, 9, dtype=tf.int32)
-    ox = tf.random.uniform([n], 0, 9, dtype=tf.int32)
+    oy = tf.random.uniform([n], 0, 2 * pad + 1, dtype=tf.int32)
+    ox = tf.random.uniform([n], 0, 2 * pad + 1, dtype=tf.int32)
     rows = oy[:, None] + tf.range(h)[None, :]  # (n, h)
     cols = ox[:, None] + tf.range(w)[None, :]  # (n, w)
     cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
     cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)
-    flip = tf.random.uniform([n, 1, 1, 1]) < 0.5
-    return tf.where(flip, tf.reverse(cropped, axis=[2]), cropped), labels
+    if not flip:
+        return cropped, labels
+    mirror = tf.random.uniform([n, 1, 1, 1]) < 0.5
+    return tf.where(mirror, tf.reverse(cropped, axis=[2]), cropped), labels
+
+
+def augment_cifar(images: tf.Tensor, labels: tf.Tensor):
+    """CIFAR: random crop after 4-pixel zero padding, and a random horizontal flip (per image)."""
+    return augment_images(images, labels, pad=4, flip=True)
+
+
+def augment_digits(images: tf.Tensor, labels: tf.Tensor):
+    """Greyscale 28x28 sets (MNIST, Fashion-MNIST): random shifts of up to 2 pixels, never a flip
+    (a mirrored digit is another symbol, or none)."""
+    return augment_images(images, labels, pad=2, flip=False)
+
+
+def augmentation_for(image_shape) -> callable:
+    """The augmentation ``fit(augment=True)`` applies: shifts for single-channel images, crop + flip otherwise."""
+    return augment_digits if image_shape[-1] == 1 else augment_cifar
 
 
 class _EpochLearningRate(keras.callbacks.Callback):
@@ -257,7 +277,7 @@ def fit(
     if augment:
         train = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
                  .shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
-                 .batch(batch_size).map(augment_cifar, num_parallel_calls=tf.data.AUTOTUNE)
+                 .batch(batch_size).map(augmentation_for(x_train.shape), num_parallel_calls=tf.data.AUTOTUNE)
                  .prefetch(tf.data.AUTOTUNE))
         fit_kwargs = {"shuffle": False}  # the dataset shuffles itself
     else:

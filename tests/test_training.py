@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from annt.architectures import build_model
 from annt.errors import AnntError
-from annt.training import augment_cifar, default_train_settings, fit, learning_rate_at
+from annt.training import augment_cifar, augment_digits, augmentation_for, default_train_settings, fit, learning_rate_at
 
 
 def quadrant_set(n, shape=(28, 28, 1), seed=0):
@@ -132,6 +132,21 @@ def test_augment_crops_within_padding_and_flips():
         found = any(np.array_equal(o, c[:, ::f]) for dy in range(9) for dx in range(9)
                     for c in [padded[dy:dy + 32, dx:dx + 32]] for f in (1, -1))
         assert found
+
+
+def test_digit_augmentation_shifts_at_most_two_pixels_and_never_flips():
+    img = tf.reshape(tf.range(64 * 28 * 28, dtype=tf.float32), (64, 28, 28, 1)) + 1.0
+    tf.random.set_seed(1)
+    out, labels = augment_digits(img, tf.range(64))
+    assert out.shape == (64, 28, 28, 1) and labels.numpy().tolist() == list(range(64))
+    shifts = set()
+    for i in range(64):
+        o, padded = out[i].numpy(), np.pad(img[i].numpy(), ((2, 2), (2, 2), (0, 0)))
+        match = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(o, padded[dy:dy + 28, dx:dx + 28])]
+        assert len(match) == 1  # a shifted copy, not a mirrored one (pixel values are all distinct)
+        shifts.add(match[0])
+    assert len(shifts) > 10  # per-image offsets, not one for the whole batch
+    assert augmentation_for((28, 28, 1)) is augment_digits and augmentation_for((32, 32, 3)) is augment_cifar
 
 
 def test_step_schedule_and_defaults():
