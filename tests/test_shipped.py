@@ -8,6 +8,7 @@ import pytest
 
 from annt.config import load_config
 from annt.errors import ConfigError
+from annt.train_task import resolved_train_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(ROOT.glob("configs/**/*.yaml"))
@@ -55,6 +56,8 @@ def test_shipped_model_card_matches_its_folder_name(folder):
     cfg = load_config(config)  # the config that reproduces it builds the same graph
     assert cfg["model"]["arch"] == arch and cfg["model"]["batchnorm"] is batchnorm
     assert cfg["train"]["epochs"] == card["epochs"] and cfg["seed"] == card["seed"]
+    # ... and the same recipe: optimizer, learning rate, schedule, batch, augmentation
+    assert resolved_train_settings(cfg) == card["train_settings"]
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
