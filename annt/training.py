@@ -21,7 +21,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -124,7 +124,7 @@ def augment_digits(images: tf.Tensor, labels: tf.Tensor):
     return augment_images(images, labels, pad=2, flip=False)
 
 
-def augmentation_for(image_shape) -> callable:
+def augmentation_for(image_shape) -> Callable:
     """The augmentation ``fit(augment=True)`` applies: shifts for single-channel images, crop + flip otherwise."""
     return augment_digits if image_shape[-1] == 1 else augment_cifar
 
