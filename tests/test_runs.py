@@ -49,3 +49,50 @@ def test_atomic_npz_roundtrip_without_pickle(tmp_path):
     p = atomic_save_npz(tmp_path / "a.npz", x=np.ones((2, 3), np.float32), meta=np.array('{"k": 1}'))
     with np.load(p, allow_pickle=False) as f:
         assert f["x"].shape == (2, 3) and json.loads(str(f["meta"])) == {"k": 1}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    from annt.io import atomic_path, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        written = [atomic_write_text(tmp_path / "a.txt", "x"), atomic_write_json(tmp_path / "b.json", {}),
+                   atomic_save_npz(tmp_path / "c.npz", x=np.zeros(2))]
+        with atomic_path(tmp_path / "d.keras", suffix=".keras") as tmp:
+            tmp.write_bytes(b"model")
+        written.append(tmp_path / "d.keras")
+        run = create_run(cfg(tmp_path), "task: infer\n")
+        run.write_results({"ok": 1})
+        run.close()
+        written += [run.path / n for n in ("config.yaml", "config.resolved.yaml", "environment.json",
+                                           "results.json", "log.txt")]
+    finally:
+        os.umask(old)
+    assert {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written} == \
+        {str(p.relative_to(tmp_path)): oct(mode) for p in written}
+    assert oct(run.path.stat().st_mode & 0o777) == oct(0o777 & ~umask)  # the run folder too
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.txt", "b.json", "c.npz", "d.keras", "runs"]
+
+
+def test_atomic_path_removes_its_temp_file_on_failure(tmp_path):
+    from annt.io import atomic_path
+
+    (tmp_path / "m.keras").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "m.keras") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert [f.name for f in tmp_path.iterdir()] == ["m.keras"] and (tmp_path / "m.keras").read_bytes() == b"old"
+
+
+def test_umask_is_read_without_changing_it():
+    from annt import io
+
+    before = os.umask(0o027)
+    try:
+        assert io.current_umask() == 0o027 and io._umask_by_setting() == 0o027
+        assert io.current_umask() == 0o027  # reading did not change it
+    finally:
+        os.umask(before)
