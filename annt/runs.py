@@ -5,6 +5,7 @@ a log and the task's results; every file is written atomically.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import logging
 import os
@@ -17,29 +18,45 @@ from typing import Any
 
 import yaml
 
-from .errors import AnntError
-from .io import atomic_write_json, atomic_write_text
+from annt.errors import AnntError
+from annt.io import atomic_write_json, atomic_write_text
 
 PACKAGES = ("annt", "tensorflow", "keras", "adversarial-robustness-toolbox", "numpy", "PyYAML", "pillow", "matplotlib")
-LOGGER_NAME = "annt"
+LOGGER_NAME = "annt"  # each run logs to its own child logger, "annt.run.<n>"
+_run_ids = itertools.count(1)
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of the packages that determine results."""
+    """Installed versions of the packages that determine results (``None`` if not installed).
+
+    The one place annt collects versions: ``environment.json``, attack metadata and model cards
+    use it. Reads package metadata only, so it does not import TensorFlow. ``annt`` is the
+    imported package's ``__version__`` (a checkout may be newer than an installed copy).
+    """
     out = {"python": platform.python_version()}
     for pkg in PACKAGES:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             out[pkg] = None
-    from . import __version__
+    from annt import __version__
     out["annt"] = __version__
     return out
 
 
 def git_commit() -> str | None:
+    """The commit of the checkout annt runs from (``-dirty`` if tracked files changed), else None.
+
+    None for an installed copy (``pip install .``): its folder is not a git work tree's root,
+    even when site-packages lies inside one (a ``.venv`` in the checkout), so the checkout's
+    HEAD, which need not be what was installed, is not reported.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=5)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+            return None
         r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5)
@@ -61,7 +78,12 @@ def environment() -> dict[str, Any]:
 
 
 class Run:
-    """A run folder plus its logger. ``run.path / name`` for artifacts; ``run.log.info`` to log."""
+    """A run folder plus its logger. ``run.path / name`` for artifacts; ``run.log.info`` to log.
+
+    Each run has a logger of its own (``annt.run.<n>``) that writes to its ``log.txt`` and to
+    stdout, so runs in one process (threads, a notebook) never log into each other's files.
+    :meth:`close` closes its handlers.
+    """
 
     def __init__(self, path: Path, cfg: dict, resumed: bool = False):
         self.path = Path(path)
@@ -80,8 +102,14 @@ class Run:
 
     def close(self) -> None:
         for h in list(self.log.handlers):
-            h.close()
             self.log.removeHandler(h)
+            h.close()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -97,12 +125,14 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def _make_logger(logfile: Path) -> logging.Logger:
-    log = logging.getLogger(LOGGER_NAME)
-    log.setLevel(logging.INFO)
+    """A new logger for one run: its ``log.txt`` (with times) and stdout (message only).
+
+    The logger is made directly rather than through ``logging.getLogger`` so that it is not kept
+    in logging's registry for the life of the process: it goes away with its :class:`Run`. It
+    does not propagate, so a handler a program puts on the root logger does not print it twice.
+    """
+    log = logging.Logger(f"{LOGGER_NAME}.run.{next(_run_ids)}", logging.INFO)
     log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
     fh = logging.FileHandler(logfile, encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     sh = _StdoutHandler()

@@ -2,6 +2,7 @@
 import datetime as dt
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,65 @@ def test_umask_is_read_without_changing_it():
         assert io.current_umask() == 0o027  # reading did not change it
     finally:
         os.umask(before)
+
+
+def test_two_runs_log_only_into_their_own_files(tmp_path, capsys):
+    a = create_run(cfg(tmp_path), "task: infer\n")
+    b = create_run(cfg(tmp_path), "task: infer\n")
+    a.log.info("a1")
+    b.log.info("b1")
+    a.log.info("a2")
+    a.close()  # closing one run must not silence the other
+    b.log.info("b2")
+    b.close()
+    lines = {r: [ln.split()[-1] for ln in (r.path / "log.txt").read_text().splitlines()] for r in (a, b)}
+    assert lines[a] == ["a1", "a2"] and lines[b] == ["b1", "b2"]
+    assert capsys.readouterr().out.split() == ["a1", "b1", "a2", "b2"]
+    assert a.log is not b.log and not a.log.handlers and not b.log.handlers
+
+
+def test_runs_in_threads_keep_their_logs_apart(tmp_path):
+    import threading
+
+    runs = [create_run(cfg(tmp_path), None) for _ in range(4)]
+    barrier = threading.Barrier(len(runs))
+
+    def work(i, run):
+        barrier.wait()
+        for k in range(50):
+            run.log.info("run%d-%d", i, k)
+
+    threads = [threading.Thread(target=work, args=(i, r)) for i, r in enumerate(runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, run in enumerate(runs):
+        run.close()
+        assert [ln.split()[-1] for ln in (run.path / "log.txt").read_text().splitlines()] == \
+            [f"run{i}-{k}" for k in range(50)]
+
+
+def test_versions_is_importable_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from annt.runs import versions; v = versions(); "
+            "assert 'tensorflow' not in sys.modules, 'imported TF'; print(v['annt'], v['numpy'])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parent.parent)
+    assert r.returncode == 0, r.stderr
+    import annt
+    assert r.stdout.split() == [annt.__version__, np.__version__]
+
+
+def test_git_commit_only_for_the_checkout_root(monkeypatch):
+    import annt.runs as runs
+
+    root = Path(runs.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert len(runs.git_commit().split("-")[0]) == 40
+    # an installed copy inside the checkout (site-packages of a .venv there) is not the checkout
+    monkeypatch.setattr(runs, "__file__", str(root / "annt" / "models" / "runs.py"))
+    assert runs.git_commit() is None
