@@ -1,20 +1,27 @@
-"""Command line: ``python main.py CONFIG.yaml [--set key.path=value ...] [--check] [--resume RUN_DIR]``.
+"""Command line: ``annt CONFIG.yaml [--set key.path=value ...] [--check] [--resume RUN_DIR] [--threads N]``.
 
-A thin wrapper over :func:`annt.run_config`. User errors print one line and exit 2; an
-interrupted run exits 130 and says how to resume.
+The same as ``python main.py ...`` and ``python -m annt ...``. A thin wrapper over
+:func:`annt.run_config`. User errors print one line and exit 2. An interrupted run keeps its
+finished work, prints how to resume it, and exits 128 + the signal number, as a shell does:
+130 for Ctrl-C (SIGINT) and 143 for SIGTERM (what a batch scheduler sends before killing a job).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
+import signal
 import sys
+import threading
 
 import yaml
 
-from .errors import AnntError
+from annt.errors import AnntError, Interrupted
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,10 +94,46 @@ def _import_tensorflow_quietly(threads: int | None = None):
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While active, SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C does.
+
+    Yields a dict whose ``"signal"`` is set to the signal number once SIGTERM arrived. The
+    previous handler is restored on exit. Outside the main thread (where Python cannot install
+    signal handlers) this does nothing.
+    """
+    received: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received["signal"] = signum
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
+def _program(argv: list[str] | None) -> str:
+    """How the user started annt, for the resume hint: ``annt``, ``python main.py`` or ``python -m annt``."""
+    if argv is not None or not sys.argv or not sys.argv[0]:
+        return "annt"
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "__main__.py" and os.path.basename(os.path.dirname(argv0)) == "annt":
+        return "python -m annt"
+    if argv0.endswith(".py"):
+        return f"python {shlex.quote(argv0)}"
+    return "annt"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ banner is noise for users
-    from . import api
+    from annt import api
 
     try:
         if args.check:
@@ -98,19 +141,36 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
             print(f"# {args.config}: OK ({cfg['task']})", file=sys.stderr)
             return 0
-        result = api.run_config(args.config, args.overrides, resume=args.resume,
-                                before_run=lambda: prepare_tensorflow(args.threads))  # after validation, before the task
+        with sigterm_as_interrupt() as received:
+            try:
+                result = api.run_config(args.config, args.overrides, resume=args.resume,
+                                        before_run=lambda: prepare_tensorflow(args.threads))  # after validation, before the task
+            except KeyboardInterrupt as e:
+                return _interrupted(e, received["signal"], args, argv)
     except AnntError as e:
         one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")  # a key or path may hold a newline
         print(f"annt: error: {one_line}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        run_dir = getattr(api, "_last_run_dir", None)
-        hint = f"; resume with: python main.py {args.config} --resume {run_dir}" if run_dir else ""
-        print(f"annt: interrupted{hint}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C during --check
+        print("annt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"run folder: {result['run_dir']}")
     return 0
+
+
+def _interrupted(e: KeyboardInterrupt, signum: int | None, args, argv: list[str] | None) -> int:
+    """Print what became of an interrupted run (and how to resume it); return the exit code."""
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+    if isinstance(e, Interrupted) and e.resumable:
+        threads = f" --threads {args.threads}" if args.threads else ""
+        hint = (f"; finished work is kept; resume with: {_program(argv)} {shlex.quote(str(args.config))} "
+                f"--resume {shlex.quote(str(e.run_dir))}{threads}")
+    elif isinstance(e, Interrupted):
+        hint = f"; run folder {e.run_dir} is incomplete"
+    else:
+        hint = ""  # stopped before the run folder was made
+    print(f"annt: {what}{hint}", file=sys.stderr)
+    return EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
