@@ -1,10 +1,12 @@
-"""The command line: interruption (Ctrl-C, SIGTERM) and resume."""
+"""The command line: interruption (Ctrl-C, SIGTERM) and resume, and the installable package."""
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,46 @@ def test_sigterm_keeps_finished_batches_and_resume_completes(tmp_path):
     assert (run / "adversarial_run0.npz").is_file() and not (run / "partial").exists()
     log = (run / "log.txt").read_text()
     assert "interrupted" in log and log.count("annt attack:") == 2
+
+
+# --------------------------------------------------------------------------- the package
+def test_pyproject_declares_the_console_command_deps_and_data():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module, func = meta["project"]["scripts"]["annt"].split(":")
+    assert module == "annt.cli" and getattr(cli, func) is cli.main
+    dyn = meta["tool"]["setuptools"]["dynamic"]
+    assert dyn["dependencies"] == {"file": ["requirements.txt"]} and dyn["version"] == {"attr": "annt.__version__"}
+    for pkg, globs in meta["tool"]["setuptools"]["package-data"].items():
+        folder = ROOT.joinpath(*pkg.split("."))
+        assert all(list(folder.glob(g)) for g in globs), (pkg, globs)
+    assert meta["tool"]["setuptools"]["packages"]["find"]["include"] == ["annt*"]
+
+
+def test_wheel_holds_every_module_the_sample_and_the_command(tmp_path):
+    """Build the wheel from a copy of the package files (no build folders in the checkout)."""
+    setuptools = pytest.importorskip("setuptools", minversion="64")  # --no-build-isolation: nothing downloaded
+    if int(setuptools.__version__.split(".")[0]) < 70:
+        pytest.importorskip("wheel")  # older setuptools build wheels through it
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-dev.txt"):
+        (src / name).write_bytes((ROOT / name).read_bytes())
+    wanted = set()
+    for p in (ROOT / "annt").rglob("*"):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".npz"):
+            rel = p.relative_to(ROOT)
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_bytes(p.read_bytes())
+            wanted.add(rel.as_posix())
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    [wheel] = (tmp_path / "dist").glob("annt-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = z.read(info).decode()
+    assert "annt/data/mnist_test_sample.npz" in wanted
+    assert wanted <= names, sorted(wanted - names)
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+    assert "annt = annt.cli:main" in entry_points
