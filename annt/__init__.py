@@ -1,7 +1,9 @@
 """annt: adversarial robustness of DoReFa-quantized neural networks.
 
-The pipeline, one module each: ``data`` -> ``quantize``/``layers``/``architectures`` ->
-``training`` -> ``attacks`` (+ ``estimator``) -> ``evaluate`` -> ``report``/``plots``.
+The pipeline, one subpackage each: ``data`` -> ``models`` (quantizers, layers, architectures,
+model folders and cards) -> ``training`` -> ``attacks`` (registry, estimator, runner) ->
+``evaluation`` (metrics, adversarial sets, transfer) -> ``tasks`` (what a YAML file runs) and
+``plots``/``tables``; ``config`` validates task files.
 Everything the CLI does is a function here; TensorFlow is imported only when first needed.
 
 >>> import annt
@@ -20,31 +22,31 @@ warnings.filterwarnings("ignore", message="PyTorch not found", category=UserWarn
 
 __version__ = "0.1.0"
 
-from .errors import AnntError, ConfigError, DataError, ModelError  # noqa: E402
-from .api import load_config, run_config  # noqa: E402
-from .data import load_dataset, load_sample  # noqa: E402
-from .advset import AdversarialSet, load_adversarial_set  # noqa: E402
+from annt.errors import AnntError, ConfigError, DataError, ModelError  # noqa: E402
+from annt.api import load_config, run_config  # noqa: E402
+from annt.data import load_dataset, load_sample  # noqa: E402
+from annt.evaluation.advset import AdversarialSet, load_adversarial_set  # noqa: E402
 
 # name -> "module:attribute", imported on first use (keeps `import annt` and --check fast)
 _LAZY = {
-    "build_model": "annt.architectures:build_model",
-    "ARCHITECTURES": "annt.architectures:ARCHITECTURES",
-    "quantize_k": "annt.quantize:quantize_k",
-    "quantize_weights": "annt.quantize:quantize_weights",
-    "quantize_activations": "annt.quantize:quantize_activations",
-    "fit": "annt.training:fit",
-    "load_model": "annt.modelio:load_model_folder",
-    "save_model": "annt.modelio:save_model_folder",
-    "import_tensorpack_lenet5": "annt.modelio:import_tensorpack_lenet5",
-    "make_classifier": "annt.estimator:make_classifier",
-    "FastTensorFlowV2Classifier": "annt.estimator:FastTensorFlowV2Classifier",
-    "ATTACKS": "annt.attacks:ATTACKS",
-    "attack": "annt.attack_task:attack",
-    "select_samples": "annt.attack_task:select_samples",
-    "evaluate": "annt.evaluation:evaluate",
-    "transfer": "annt.evaluation:transfer",
-    "perturbation_norms": "annt.metrics:perturbation_norms",
-    "summarize": "annt.metrics:summarize",
+    "build_model": "annt.models.architectures:build_model",
+    "ARCHITECTURES": "annt.models.registry:ARCHITECTURES",
+    "quantize_k": "annt.models.quantizers:quantize_k",
+    "quantize_weights": "annt.models.quantizers:quantize_weights",
+    "quantize_activations": "annt.models.quantizers:quantize_activations",
+    "fit": "annt.training.fit:fit",
+    "load_model": "annt.models.folder:load_model_folder",
+    "save_model": "annt.models.folder:save_model_folder",
+    "import_tensorpack_lenet5": "annt.models.tensorpack:import_tensorpack_lenet5",
+    "make_classifier": "annt.attacks.estimator:make_classifier",
+    "FastTensorFlowV2Classifier": "annt.attacks.estimator:FastTensorFlowV2Classifier",
+    "ATTACKS": "annt.attacks.registry:ATTACKS",
+    "attack": "annt.attacks.runner:attack",
+    "select_samples": "annt.evaluation.predict:select_samples",
+    "evaluate": "annt.evaluation.evaluate:evaluate",
+    "transfer": "annt.evaluation.transfer:transfer",
+    "perturbation_norms": "annt.evaluation.metrics:perturbation_norms",
+    "summarize": "annt.evaluation.metrics:summarize",
     "image_grid": "annt.plots:image_grid",
     "transfer_heatmap": "annt.plots:transfer_heatmap",
     "accuracy_vs_bits": "annt.plots:accuracy_vs_bits",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from .attacks import ATTACKS
-from .config import TASK_SECTIONS, describe_schema
+from annt.attacks.registry import ATTACKS
+from annt.config import TASK_SECTIONS, describe_schema
 
 
 def _attack_table() -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from annt.tables import clean
+
 
 def _umask_from_proc() -> int | None:
     """The umask from ``/proc/self/status`` (Linux 4.7+), or None where that is not available."""
@@ -129,8 +131,9 @@ def _json_default(obj: Any):
 
 
 def to_json(obj: Any) -> str:
-    """JSON text with numpy scalars/arrays and paths converted; NaN is written as null."""
-    return json.dumps(_nan_to_none(obj), indent=2, default=_json_default, allow_nan=False) + "\n"
+    """JSON text with numpy scalars/arrays and paths converted; NaN is written as null; floats
+    without binary noise (``0.30000000000000004`` -> ``0.3``, :func:`annt.tables.clean`)."""
+    return json.dumps(_nan_to_none(clean(obj)), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 def _nan_to_none(obj: Any):

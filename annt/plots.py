@@ -2,12 +2,14 @@
 
 Headless by construction: figures are built from :class:`matplotlib.figure.Figure` with an Agg
 canvas, never through ``pyplot``, so no global state or display is touched and the module is safe
-in worker processes. Each function renders into memory and writes the PNG with
-:func:`annt.io.atomic_write_bytes`; invalid input raises ``ValueError`` before anything is written,
-so a failed call leaves no file behind.
+in worker processes. Each plot comes in two parts: ``*_figure(...)`` builds and returns the
+:class:`~matplotlib.figure.Figure` (what tests inspect: cell values, annotations, tick labels,
+lines), and the function of the plain name writes it as a PNG with
+:func:`annt.io.atomic_write_bytes`. Invalid input raises ``ValueError`` before anything is drawn
+or written, so a failed call leaves no file behind.
 
-Bitwidths are shown with :func:`bits_label` and ordered by :data:`BITS_ORDER`. Full precision is
-placed **first** (the reference model), then the quantized widths in increasing precision:
+Bit widths are shown with :func:`annt.bits.label` and ordered by :data:`annt.bits.WIDTHS`: full
+precision **first** (the reference model), then the quantized widths in increasing precision:
 FP, 1, 2, 4, 8, 12, 16 (the paper's tables use this order).
 
 Images are on the pixel scale [0, 1]; distances in captions are on that scale (SPEC §7):
@@ -28,20 +30,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from annt import bits as bitwidths
 from annt.io import atomic_write_bytes
 
 __all__ = [
-    "BITS_ORDER",
-    "bits_label",
     "image_grid",
+    "image_grid_figure",
     "transfer_heatmap",
+    "transfer_heatmap_figure",
     "accuracy_vs_bits",
+    "accuracy_vs_bits_figure",
 ]
 
-#: Canonical order of bitwidth labels on every axis; full precision last.
-BITS_ORDER: tuple[str, ...] = ("FP", "1", "2", "4", "8", "12", "16")
-
-FULL_PRECISION_BITS = 32
 DPI = 120
 FONT_SIZE = 10
 SMALL_FONT_SIZE = 9
@@ -53,67 +53,25 @@ _NAN_COLOR = "#c8c8c8"
 # --------------------------------------------------------------------------- bitwidth labels
 
 
-def _bits_one(bits: Any) -> str:
-    if bits is None:
-        return "FP"
-    if isinstance(bits, str):
-        text = bits.strip()
-        if text.lower() in ("fp", "32", "fp32", "float", "float32", "full"):
-            return "FP"
-        if text.isdigit():
-            return _bits_one(int(text))
-        raise ValueError(f"not a bitwidth: {bits!r}")
-    if isinstance(bits, (bool, np.bool_)):
-        raise ValueError(f"not a bitwidth: {bits!r}")
-    if isinstance(bits, (int, np.integer)) or (
-        isinstance(bits, (float, np.floating)) and float(bits).is_integer()
-    ):
-        k = int(bits)
-        if k == FULL_PRECISION_BITS:
-            return "FP"
-        if 1 <= k < FULL_PRECISION_BITS:
-            return str(k)
-    raise ValueError(f"not a bitwidth: {bits!r}")
-
-
-def bits_label(bits: Any) -> str:
-    """Display label of a bitwidth.
-
-    ``32``, ``"fp"`` (any case) and ``None`` → ``"FP"``; an integer k (or its string) → ``"k"``;
-    ``{"weights": w, "activations": a}`` → the label of ``w`` when ``w == a`` after labelling,
-    else ``"W{w}A{a}"`` with full precision written as 32 (``"W4A8"``, ``"W32A4"``).
-    Anything else raises ``ValueError``.
-    """
-    if isinstance(bits, Mapping):
-        if set(bits) != {"weights", "activations"}:
-            raise ValueError(f"bits mapping needs exactly 'weights' and 'activations': {dict(bits)!r}")
-        w, a = _bits_one(bits["weights"]), _bits_one(bits["activations"])
-        if w == a:
-            return w
-        as_bits = lambda s: str(FULL_PRECISION_BITS) if s == "FP" else s  # noqa: E731
-        return f"W{as_bits(w)}A{as_bits(a)}"
-    return _bits_one(bits)
-
-
 def _axis_label(value: Any) -> str:
     """Bitwidth label when ``value`` is one, else ``str(value)`` (e.g. a model name)."""
     try:
-        return bits_label(value)
+        return bitwidths.label(value)
     except ValueError:
         return str(value)
-
-
-def _order_key(label: str, first_seen: int) -> tuple[int, int]:
-    if label in BITS_ORDER:
-        return (BITS_ORDER.index(label), 0)
-    return (len(BITS_ORDER), first_seen)
 
 
 # --------------------------------------------------------------------------- saving
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def _new_figure(figsize) -> Figure:
+    """A figure on its own Agg canvas (no pyplot), ready to draw and to inspect."""
+    fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)  # attaches itself to the figure
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return atomic_write_bytes(path, buf.getvalue())
@@ -161,8 +119,7 @@ def _signed_max_channel(delta: np.ndarray) -> np.ndarray:
     return np.take_along_axis(delta, idx, axis=-1)[..., 0]
 
 
-def image_grid(
-    path: str | os.PathLike,
+def image_grid_figure(
     clean: Any,
     adversarial: Any,
     *,
@@ -171,7 +128,7 @@ def image_grid(
     adv_pred: Sequence | None = None,
     max_rows: int = 8,
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """Grid of the first ``max_rows`` samples: columns clean | adversarial | perturbation.
 
     Images are float NHWC on [0, 1] with 1 (gray) or 3 (RGB) channels; (N, H, W) is read as gray.
@@ -181,6 +138,10 @@ def image_grid(
     For RGB, each pixel shows the channel with the largest |δ| (sign kept), so the colour
     extremes are the row's L∞. Row captions read "y=3 clean→3 adv→8" from whichever of
     ``labels``, ``clean_pred``, ``adv_pred`` are given.
+
+    The image axes carry the labels ``"clean <i>"``, ``"adversarial <i>"`` and ``"perturbation <i>"``
+    (row ``i``; :meth:`~matplotlib.artist.Artist.get_label`), their colorbars matplotlib's
+    ``"<colorbar>"``.
     """
     x = _as_nhwc("clean", clean)
     x_adv = _as_nhwc("adversarial", adversarial)
@@ -196,7 +157,7 @@ def image_grid(
     rows = min(n, int(max_rows))
     gray = x.shape[-1] == 1
     cell = 2.0
-    fig = Figure(figsize=(3 * cell + 0.6, rows * cell + (0.5 if title else 0.2)))
+    fig = _new_figure((3 * cell + 0.6, rows * cell + (0.5 if title else 0.2)))
     axes = fig.subplots(rows, 3, squeeze=False)
     headings = ("clean", "adversarial", "perturbation δ")
 
@@ -217,7 +178,8 @@ def image_grid(
         cbar = fig.colorbar(im, ax=ax_delta, fraction=0.046, pad=0.04)
         cbar.ax.tick_params(labelsize=SMALL_FONT_SIZE)
 
-        for ax in axes[i]:
+        for ax, kind in zip(axes[i], ("clean", "adversarial", "perturbation")):
+            ax.set_label(f"{kind} {i}")
             ax.set_xticks([])
             ax.set_yticks([])
         norms = f"L∞={linf:.3f}  L2={l2:.3f}"
@@ -234,7 +196,12 @@ def image_grid(
     if title:
         fig.suptitle(title, fontsize=FONT_SIZE + 1)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def image_grid(path: str | os.PathLike, clean: Any, adversarial: Any, **kwargs) -> Path:
+    """Write :func:`image_grid_figure` (same arguments) as a PNG at ``path``; returns ``path``."""
+    return _save(image_grid_figure(clean, adversarial, **kwargs), path)
 
 
 # --------------------------------------------------------------------------- transfer heat-map
@@ -245,8 +212,7 @@ def _text_color(rgba) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
-def transfer_heatmap(
-    path: str | os.PathLike,
+def transfer_heatmap_figure(
     matrix: Any,
     row_labels: Sequence,
     col_labels: Sequence,
@@ -255,14 +221,19 @@ def transfer_heatmap(
     value_label: str = "adversarial accuracy",
     fmt: str = "{:.2f}",
     std: Any = None,
-) -> Path:
-    """Heat-map of ``matrix[source, target]``: rows = source model, columns = target model.
+    xlabel: str = "target model bits",
+    ylabel: str = "source model bits",
+) -> Figure:
+    """Heat-map of ``matrix[source, target]``: rows = source model, columns = target model, in the
+    order given (:func:`annt.evaluation.transfer.matrix` orders them by bit width, FP first).
 
-    Labels go through :func:`bits_label` when they are bitwidths (32 → "FP"), else ``str``.
+    Labels go through :func:`annt.bits.label` when they are bitwidths (32 → "FP"), else ``str``
+    (e.g. folder names; then pass ``xlabel``/``ylabel`` such as "target model").
     Each cell is annotated with ``fmt`` of its value, plus "± std" when ``std`` (same shape)
-    is given and finite there. NaN cells are grey and read "n/a". When every finite value lies
-    in [0, 1] (accuracies, rates) the colour scale is fixed to [0, 1] so figures compare;
-    otherwise it spans the data.
+    is given and finite there (pass NaN where a cell has a single run: no "± 0.00").
+    NaN cells are grey and read "n/a". When every finite value lies in [0, 1] (accuracies,
+    rates) the colour scale is fixed to [0, 1] so figures compare; otherwise it spans the data.
+    The first axes is the heat-map, the second its colorbar.
     """
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2 or m.size == 0:
@@ -287,7 +258,7 @@ def transfer_heatmap(
             vmin, vmax = vmin - 0.5, vmax + 0.5
 
     n_rows, n_cols = m.shape
-    fig = Figure(figsize=(max(4.5, 0.9 * n_cols + 2.6), max(3.5, 0.6 * n_rows + 1.8)))
+    fig = _new_figure((max(4.5, 0.9 * n_cols + 2.6), max(3.5, 0.6 * n_rows + 1.8)))
     ax = fig.subplots()
     norm = Normalize(vmin=vmin, vmax=vmax)
     cmap = matplotlib.colormaps[_HEATMAP_CMAP].with_extremes(bad=_NAN_COLOR)
@@ -311,31 +282,37 @@ def transfer_heatmap(
 
     ax.set_xticks(range(n_cols), [_axis_label(v) for v in col_labels], fontsize=FONT_SIZE)
     ax.set_yticks(range(n_rows), [_axis_label(v) for v in row_labels], fontsize=FONT_SIZE)
-    ax.set_xlabel("target model bits", fontsize=FONT_SIZE)
-    ax.set_ylabel("source model bits", fontsize=FONT_SIZE)
+    ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
+    ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
     ax.set_title(title, fontsize=FONT_SIZE + 1)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def transfer_heatmap(path: str | os.PathLike, matrix: Any, row_labels: Sequence, col_labels: Sequence,
+                     **kwargs) -> Path:
+    """Write :func:`transfer_heatmap_figure` (same arguments) as a PNG at ``path``; returns ``path``."""
+    return _save(transfer_heatmap_figure(matrix, row_labels, col_labels, **kwargs), path)
 
 
 # --------------------------------------------------------------------------- accuracy vs bits
 
 
-def accuracy_vs_bits(
-    path: str | os.PathLike,
+def accuracy_vs_bits_figure(
     series: Mapping[str, Mapping[Any, float]],
     *,
     ylabel: str = "adversarial accuracy",
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """One line per series (attack name) of value against bitwidth.
 
-    ``series`` maps a name to ``{bits: value}``; bits are anything :func:`bits_label` accepts.
-    The x axis is categorical with equal spacing, in :data:`BITS_ORDER` (FP first) over the
+    ``series`` maps a name to ``{bits: value}``; bits are anything :func:`annt.bits.label` accepts.
+    The x axis is categorical with equal spacing, in :data:`annt.bits.WIDTHS` order (FP first) over the
     bitwidths present in any series; labels outside that order follow in first-seen order.
     Missing or NaN points are skipped (the line joins the points present). Also used for other
     per-bitwidth quantities (e.g. mean L2 of successful samples) through ``ylabel``; when every
-    value lies in [0, 1] the y axis is fixed to [0, 1].
+    value lies in [0, 1] the y axis is fixed to [0, 1]. One ``Line2D`` per series, labelled
+    with its name (the legend), x = position of its bit widths on the axis.
     """
     if not series:
         raise ValueError("no series to plot")
@@ -346,16 +323,16 @@ def accuracy_vs_bits(
             raise ValueError(f"series {name!r} must map bitwidth to value")
         row: dict[str, float] = {}
         for bits, value in points.items():
-            label = bits_label(bits)
+            label = bitwidths.label(bits)
             if label in row:
                 raise ValueError(f"series {name!r} has bitwidth {label} twice")
             row[label] = float(value) if value is not None else math.nan
             first_seen.setdefault(label, len(first_seen))
         labelled[str(name)] = row
-    categories = sorted(first_seen, key=lambda lab: _order_key(lab, first_seen[lab]))
+    categories = bitwidths.label_order(list(first_seen))
     position = {lab: i for i, lab in enumerate(categories)}
 
-    fig = Figure(figsize=(max(5.0, 0.8 * len(categories) + 2.5), 3.8))
+    fig = _new_figure((max(5.0, 0.8 * len(categories) + 2.5), 3.8))
     ax = fig.subplots()
     markers = ("o", "s", "^", "D", "v", "P", "X", "*")
     all_values = []
@@ -379,4 +356,9 @@ def accuracy_vs_bits(
     ax.grid(True, alpha=0.4)
     ax.legend(fontsize=SMALL_FONT_SIZE, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def accuracy_vs_bits(path: str | os.PathLike, series: Mapping[str, Mapping[Any, float]], **kwargs) -> Path:
+    """Write :func:`accuracy_vs_bits_figure` (same arguments) as a PNG at ``path``; returns ``path``."""
+    return _save(accuracy_vs_bits_figure(series, **kwargs), path)

@@ -20,8 +20,8 @@ sys.path.insert(0, ROOT)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from annt.attacks import generate  # noqa: E402
-from annt.estimator import make_classifier  # noqa: E402
+from annt.attacks.registry import generate  # noqa: E402
+from annt.attacks.estimator import make_classifier  # noqa: E402
 
 SETTINGS = {
     "cw_l2": {"confidence": 5.0, "max_iter": 10, "binary_search_steps": 5, "initial_const": 1.0},
@@ -82,7 +82,7 @@ def main() -> None:
         what = "Mnist A-like CNN on synthetic data"
     else:
         from annt.data import load_sample
-        from annt.modelio import load_model_folder
+        from annt.models.folder import load_model_folder
 
         model, card = load_model_folder(args.model)
         ds = load_sample()

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from annt.architectures import ARCH_DEFAULTS, build_model  # noqa: E402
+from annt.models.architectures import ARCH_DEFAULTS, build_model  # noqa: E402
 
 
 def make_step(arch: str, bits: int, batch: int):

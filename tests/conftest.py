@@ -1,6 +1,7 @@
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,21 @@ def fake_model_dir(tmp_path):
     """A folder that passes the config validator's model-folder check (card + model file)."""
     d = tmp_path / "models" / "mnist_a-4bit"
     d.mkdir(parents=True)
-    (d / "model.keras").write_bytes(b"not a real model")
+    with zipfile.ZipFile(d / "model.keras", "w") as z:  # the archive layout config validation checks, no real weights
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
     (d / "card.json").write_text(json.dumps({"arch": "mnist_a", "bits": {"weights": 4, "activations": 4}, "dataset": "mnist",
                                                  "batchnorm": False, "quantize_first_last": False,
                                                  "quantize_last_hidden": False}))
     return d
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    """The shipped 1,000-image MNIST test sample, loaded once per test run (treat it as read-only)."""
+    from annt.data import load_sample
+
+    return load_sample()
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +39,9 @@ def tiny_models(tmp_path_factory):
     import keras
     import numpy as np
 
-    from annt.architectures import build_model
+    from annt.models.architectures import build_model
     from annt.data import load_sample
-    from annt.modelio import save_model_folder
+    from annt.models.folder import save_model_folder
 
     ds = load_sample()
     root = tmp_path_factory.mktemp("models")

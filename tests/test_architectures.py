@@ -3,8 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from annt.architectures import ARCH_DEFAULTS, ARCHITECTURES, build_model
-from annt.layers import QuantActivation, QuantConv2D, QuantDense
+from annt.models.architectures import ARCH_DEFAULTS, ARCHITECTURES, build_model
+from annt.models.layers import QuantActivation, QuantConv2D, QuantDense
 
 ALL_BITS = [32, 1, 2, 4, 8, 12, 16]
 MNIST_ARCHS = ["lenet5", "mnist_a", "mnist_b", "mnist_c"]

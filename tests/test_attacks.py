@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from annt import attacks
-from annt.attacks import ATTACKS, generate, resolve_targets, validate_attack_params
+from annt.attacks import registry as attacks, runner
+from annt.attacks.registry import ATTACKS, validate_attack_params
+from annt.attacks.runner import generate, resolve_targets
 from annt.errors import ConfigError
-from annt.metrics import perturbation_norms
+from annt.evaluation.metrics import perturbation_norms
 
 # Tiny settings: every attack finishes in well under a second on 16 8x8 images.
 TINY = {
@@ -73,17 +74,17 @@ def test_tiny_model_is_accurate(model, batch):
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_imports_without_tensorflow_or_art():
-    code = "import annt.attacks, sys; assert 'tensorflow' not in sys.modules and 'art' not in sys.modules"
+    code = "import annt.attacks.registry, sys; assert 'tensorflow' not in sys.modules and 'art' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_registry_entry_matches_its_art_class(name):
     spec = ATTACKS[name]
-    cls = attacks._import_class(spec.art_class)
+    cls = runner._import_class(spec.art_class)
     art_params = spec.to_art(spec.defaults()) if spec.to_art else spec.defaults()
     accepted = inspect.signature(cls.__init__).parameters
-    assert set(attacks._art_kwargs(cls, art_params, False, 8)) <= set(accepted)
+    assert set(runner._art_kwargs(cls, art_params, False, 8)) <= set(accepted)
     for param in spec.params.values():
         assert param.doc and "\n" not in param.doc
 
@@ -109,18 +110,18 @@ def test_validate_fills_defaults_and_normalises():
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("pgd", {"epss": 0.1}, "attack.params.epss: unknown parameter for pgd (did you mean 'eps'?)"),
-    ("fgm", {}, "attack.name: unknown attack 'fgm' (did you mean 'fgsm'?)"),
-    ("pgd", {"eps": "big"}, "attack.params.eps: got 'big' (str); expected a number in (0, inf)"),
-    ("pgd", {"eps": -1}, "attack.params.eps: got -1 (int); expected a number in (0, inf)"),
-    ("jsma", {"gamma": 1.5}, "attack.params.gamma: got 1.5 (float); expected a number in (0, 1]"),
-    ("cw_l2", {"max_iter": 2.5}, "attack.params.max_iter: got 2.5 (float); expected an integer in [1, inf)"),
-    ("cw_l2", {"max_iter": True}, "attack.params.max_iter: got True (bool); expected an integer"),
-    ("pgd", {"norm": 3}, "attack.params.norm: got 3 (int); expected one of 'inf', 1, 2"),
-    ("pgd", {"restarts": 3, "random_start": False}, "attack.params.restarts: got 3; restarts > 1 need random_start"),
-    ("uap", {"attacker_params": {"ep": 0.1}}, "attack.params.attacker_params.ep: unknown parameter for fgsm "
-                                              "(did you mean 'eps'?)"),
-    ("boundary", [1, 2], "attack.params: got [1, 2] (list); expected a mapping"),
+    ("pgd", {"epss": 0.1}, "attack.params.epss: unknown key in attack.params (did you mean 'eps'?); allowed: eps, "),
+    ("fgm", {}, "attack.name = 'fgm': allowed: fgsm, pgd, cw_l2, boundary, jsma, uap (did you mean 'fgsm'?)"),
+    ("pgd", {"eps": "big"}, "attack.params.eps = 'big': must be a number in (0, inf)"),
+    ("pgd", {"eps": -1}, "attack.params.eps = -1: must be a number in (0, inf)"),
+    ("jsma", {"gamma": 1.5}, "attack.params.gamma = 1.5: must be a number in (0, 1]"),
+    ("cw_l2", {"max_iter": 2.5}, "attack.params.max_iter = 2.5: must be an integer in [1, inf)"),
+    ("cw_l2", {"max_iter": True}, "attack.params.max_iter = true: must be an integer in [1, inf)"),
+    ("pgd", {"norm": 3}, "attack.params.norm = 3: allowed: inf, 1, 2"),
+    ("pgd", {"restarts": 3, "random_start": False}, "attack.params.restarts = 3: restarts > 1 need random_start"),
+    ("uap", {"attacker_params": {"ep": 0.1}}, "attack.params.attacker_params.ep: unknown key in "
+                                              "attack.params.attacker_params (did you mean 'eps'?)"),
+    ("boundary", [1, 2], "attack.params = [1, 2]: must be a mapping of keys"),
 ])
 def test_validate_errors_name_the_key_path(name, params, message):
     with pytest.raises(ConfigError) as err:
@@ -130,7 +131,7 @@ def test_validate_errors_name_the_key_path(name, params, message):
 
 
 def test_validate_where_prefixes_the_path():
-    with pytest.raises(ConfigError, match=r"^transfer\.attack\.params\.eps:"):
+    with pytest.raises(ConfigError, match=r"^transfer\.attack\.params\.eps = 0: must be a number in \(0, inf\)$"):
         validate_attack_params("fgsm", {"eps": 0}, "transfer.attack")
 
 
@@ -222,7 +223,7 @@ def test_same_seed_gives_byte_identical_output(model, batch, name):
 
 
 def test_accepts_an_art_classifier_and_one_hot_labels(model, batch):
-    from annt.estimator import make_classifier
+    from annt.attacks.estimator import make_classifier
 
     x, y = batch
     a = generate(make_classifier(model, fast=False), x, np.eye(10)[y], "fgsm", params={"eps": 0.1})

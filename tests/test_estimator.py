@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from art.estimators.classification import TensorFlowV2Classifier
 
-from annt.estimator import FastTensorFlowV2Classifier, make_classifier
+from annt.attacks.estimator import FastTensorFlowV2Classifier, make_classifier
 
 RTOL, ATOL = 1e-5, 1e-7
 

@@ -1,10 +1,14 @@
 """SPEC §7 metric definitions on hand-made arrays with known answers."""
+import csv
 import math
 
 import numpy as np
 import pytest
 
-from annt.metrics import perturbation_norms, sample_records, summarize
+from annt.evaluation.metrics import (DISTANCES, RECORD_FIELDS, aggregate, perturbation_norms, records_csv,
+                                     sample_records, summarize)
+from annt.io import atomic_write_text
+from annt.tables import pm
 
 
 def _pair():
@@ -84,3 +88,40 @@ def test_summarize_without_successes_gives_nan_stats():
 def test_summarize_empty():
     s = summarize([])
     assert s["n"] == 0 and math.isnan(s["adversarial_accuracy"])
+
+
+# --------------------------------------------------------------------------- over runs, CSV
+def _run(acc, l2):
+    return {"clean_accuracy": 1.0, "adversarial_accuracy": acc, "success_rate": 1 - acc,
+            **{d: {"successful": {"mean": l2, "median": l2}, "all": {"mean": l2, "median": l2}} for d in DISTANCES}}
+
+
+def test_aggregate_mean_population_std_and_count():
+    agg = aggregate([_run(0.1, 1.0), _run(0.2, float("nan")), _run(0.3, 2.0)])
+    assert agg["adversarial_accuracy"] == {"mean": 0.2, "std": pytest.approx(math.sqrt(2 / 3) / 10), "n": 3}
+    assert agg["success_rate"]["mean"] == 0.8  # not 0.7999999999999999
+    assert agg["l2_successful_mean"] == {"mean": 1.5, "std": 0.5, "n": 2}  # a run without successes is skipped
+    assert "fooling_rate" not in agg
+    assert aggregate([{**_run(0.5, 1.0), "fooling_rate": 0.25}])["fooling_rate"] == {"mean": 0.25, "std": 0.0, "n": 1}
+
+
+def test_aggregate_of_one_run_prints_without_std():
+    agg = aggregate([_run(0.25, 1.0)])
+    assert agg["adversarial_accuracy"]["n"] == 1 and pm(agg["adversarial_accuracy"]) == "0.2500"
+
+
+def test_records_csv_file(tmp_path):
+    x, x_adv = _pair()
+    recs = sample_records([10, 42], [3, 7], [3, 7], [5, 7], x, x_adv)
+    recs[0]["target"], recs[1]["target"] = 5, ""
+    recs[1]["l2"] = 0.1 + 0.2  # 0.30000000000000004
+    path = atomic_write_text(tmp_path / "s.csv", records_csv(recs))
+    rows = list(csv.DictReader(open(path, newline="")))
+    assert list(rows[0]) == list(RECORD_FIELDS)
+    assert rows[0]["index"] == "10" and rows[0]["success"] == "True" and rows[0]["target"] == "5"
+    assert rows[1]["target"] == "" and rows[1]["success"] == "False"
+    assert rows[0]["l2"] == "0.5" and rows[0]["linf"] == "0.4" and rows[0]["l0"] == "2"
+    assert rows[1]["l2"] == "0.3"  # written without binary noise
+    recs[0]["counted"], recs[1]["counted"] = True, False
+    rows = list(csv.DictReader(records_csv(recs).splitlines()))
+    assert list(rows[0])[-1] == "counted" and [r["counted"] for r in rows] == ["True", "False"]

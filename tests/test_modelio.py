@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from annt.architectures import build_model
+from annt.models.architectures import build_model
 from annt.errors import ModelError
-from annt.modelio import import_tensorpack_lenet5, load_model_folder, save_model_folder
+from annt.models.folder import load_model_folder, save_model_folder
+from annt.models.tensorpack import import_tensorpack_lenet5
 
 CALLER_CARD = {"dataset": "mnist", "val_accuracy": 0.98, "test_accuracy": 0.975, "epochs": 3,
                "seed": 0, "data_hash": "abc123"}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from annt import cli
-from annt.advset import load_adversarial_set
-from annt.attack_task import select_samples
+from annt.evaluation.advset import load_adversarial_set
+from annt.evaluation.predict import select_samples
 from annt.data import load_sample
 from annt.errors import AnntError
 
@@ -111,7 +111,7 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path, tiny_models, 
     over = ["--set", "attack.name=pgd", "--set", "attack.params={eps: 0.2, eps_step: 0.05, max_iter: 5, restarts: 2}"]
     assert run_main([cfg, *over]) == 0
     ref = only_run(tmp_path, "attack")
-    import annt.attacks as attacks
+    import annt.attacks.runner as attacks
 
     real, calls = attacks.generate, []
 
@@ -139,7 +139,7 @@ def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path, tiny_models, 
 
 def test_partial_batches_survive_interruption_within_a_run(tmp_path, tiny_models, monkeypatch):
     cfg = attack_cfg(tmp_path, tiny_models["fp"], name="part")
-    import annt.attacks as attacks
+    import annt.attacks.runner as attacks
 
     real, calls = attacks.generate, []
 
@@ -214,8 +214,8 @@ def test_two_by_two_transfer_and_report(tmp_path, tiny_models):
     run = only_run(tmp_path, "transfer")
     rows = list(csv.DictReader(open(run / "transfer_long.csv")))
     assert len(rows) == 2 * 2 * 2  # sources x targets x runs
-    from annt.evaluation import evaluate
-    from annt.modelio import load_model_folder
+    from annt.evaluation.evaluate import evaluate
+    from annt.models.folder import load_model_folder
 
     model, _ = load_model_folder(tiny_models["2bit"])
     src = sorted((tmp_path / "runs").glob("*-attack-srcfp"))[0]
@@ -294,7 +294,7 @@ def test_annt_three_key_set_loads_and_transfers(tmp_path, tiny_models):
 
 
 def test_failed_run_is_marked_and_skipped_by_globs(tmp_path, tiny_models, monkeypatch):
-    import annt.attacks as attacks
+    import annt.attacks.runner as attacks
 
     def broken(*a, **k):
         raise AnntError("simulated failure inside the attack")

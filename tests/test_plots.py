@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from annt import plots
-from annt.plots import BITS_ORDER, accuracy_vs_bits, bits_label, image_grid, transfer_heatmap
+from annt.plots import accuracy_vs_bits, image_grid, transfer_heatmap
 
 NAN_GREY = (200, 200, 200)  # plots._NAN_COLOR "#c8c8c8"
 
@@ -31,36 +31,6 @@ def _pairs(shape, seed=0, eps=0.1):
     clean = rng.random(shape, dtype=np.float32)
     delta = rng.uniform(-eps, eps, size=shape).astype(np.float32)
     return clean, np.clip(clean + delta, 0, 1).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- bits_label
-
-
-@pytest.mark.parametrize(
-    "bits, label",
-    [
-        (32, "FP"), ("fp", "FP"), ("FP", "FP"), (None, "FP"), ("32", "FP"),
-        (1, "1"), (2, "2"), (4, "4"), (8, "8"), (12, "12"), (16, "16"),
-        ("4", "4"), (np.int64(8), "8"),
-        ({"weights": 4, "activations": 4}, "4"),
-        ({"weights": "fp", "activations": 32}, "FP"),
-        ({"weights": 4, "activations": 8}, "W4A8"),
-        ({"weights": 1, "activations": 16}, "W1A16"),
-        ({"weights": 32, "activations": 4}, "W32A4"),
-    ],
-)
-def test_bits_label_maps_exactly(bits, label):
-    assert bits_label(bits) == label
-
-
-@pytest.mark.parametrize("bad", [0, -4, 33, "int8", True, 2.5, {"weights": 4}])
-def test_bits_label_rejects_non_bitwidths(bad):
-    with pytest.raises(ValueError):
-        bits_label(bad)
-
-
-def test_bits_order_puts_full_precision_last():
-    assert BITS_ORDER == ("FP", "1", "2", "4", "8", "12", "16")
 
 
 # --------------------------------------------------------------------------- image_grid

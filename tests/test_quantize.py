@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from annt.quantize import bits_label, check_bits, quantize_activations, quantize_k, quantize_weights
+from annt.models.quantizers import quantize_activations, quantize_k, quantize_weights
 
 QUANT_BITS = [1, 2, 4, 8, 12, 16]
 
@@ -99,13 +99,3 @@ def test_full_precision_is_identity_without_clip():
         tape.watch(x)
         y = tf.reduce_sum(quantize_activations(x, 32))
     np.testing.assert_array_equal(tape.gradient(y, x).numpy(), np.ones(5))
-
-
-def test_bits_are_checked_and_labelled():
-    assert check_bits(4) == 4
-    for bad in (3, 0, 64, True, 2.5):
-        with pytest.raises(ValueError):
-            check_bits(bad)
-    assert bits_label(32, 32) == "fp"
-    assert bits_label(4, 4) == "4bit"
-    assert bits_label(1, 32) == "w1afp"

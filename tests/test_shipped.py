@@ -8,7 +8,7 @@ import pytest
 
 from annt.config import load_config
 from annt.errors import ConfigError
-from annt.train_task import resolved_train_settings
+from annt.tasks.train import resolved_train_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(ROOT.glob("configs/**/*.yaml"))

@@ -35,7 +35,7 @@ def test_train_writes_model_folder_card_and_results(tmp_path):
     assert len(res["history"]) == 2 and res["history"][0]["loss"] > res["history"][1]["loss"]
     assert any((run / "tensorboard").rglob("*tfevents*"))
     # the card's test accuracy is what the saved model scores on the same 600 test images
-    from annt.modelio import load_model_folder
+    from annt.models.folder import load_model_folder
 
     model, _ = load_model_folder(tmp_path / "zoo" / "lenet5-2bit", expect_arch="lenet5", expect_weight_bits=2)
     test = load_dataset("mnist", "test")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from annt.architectures import build_model
+from annt.models.architectures import build_model
 from annt.errors import AnntError
-from annt.training import augment_cifar, augment_digits, augmentation_for, default_train_settings, fit, learning_rate_at
+from annt.training.fit import augment_cifar, augment_digits, augmentation_for, fit, learning_rate_at
+from annt.training.settings import default_train_settings
 
 
 def quadrant_set(n, shape=(28, 28, 1), seed=0):

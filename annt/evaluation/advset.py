@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnntError
-from .io import atomic_save_npz
+from annt.errors import AnntError
+from annt.io import atomic_save_npz
 
 
 @dataclass

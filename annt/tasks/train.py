@@ -7,30 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DATASETS, load_split
-from .errors import AnntError
-from .runs import Run
+from annt.data import DATASETS, load_split
+from annt.errors import AnntError
+from annt.runs import Run
+from annt.training.settings import resolve_train_settings
 
 MODEL_SUBDIR = "model"
 
 
 def resolved_train_settings(cfg: dict) -> dict:
     """The ``train:`` section with every null replaced by the architecture's default."""
-    from .training import default_train_settings
-
-    settings = default_train_settings(cfg["model"]["arch"])
-    for key, value in cfg["train"].items():
-        if key in settings and value is not None:
-            settings[key] = value
-    if cfg["train"]["augment"] is None:
-        settings["augment"] = cfg["data"]["dataset"] == "cifar10"
-    return settings
+    return resolve_train_settings(cfg["model"]["arch"], cfg["train"])
 
 
 def run_train(cfg: dict, run: Run) -> dict:
-    from .architectures import build_model
-    from .modelio import save_model_folder
-    from .training import fit
+    from annt.models.architectures import build_model
+    from annt.models.folder import save_model_folder
+    from annt.training.fit import fit
 
     d, m = cfg["data"], cfg["model"]
     train, val, test = (load_split(cfg, split) for split in ("train", "val", "test"))
@@ -46,8 +39,6 @@ def run_train(cfg: dict, run: Run) -> dict:
                         quantize_last_hidden=m["quantize_last_hidden"])
     run.log.info("model: %s W%s/A%s, %d parameters; train settings %s", m["arch"], bits["weights"], bits["activations"],
                  model.count_params(), settings)
-    fit_args = {k: settings[k] for k in ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule",
-                                         "lr_decay_epochs", "lr_decay_factor", "weight_decay", "momentum", "augment")}
     import keras
 
     def log_epoch(epoch, logs):
@@ -57,7 +48,7 @@ def run_train(cfg: dict, run: Run) -> dict:
     # A live progress bar on a terminal; in files and CI one log line per epoch is enough.
     history = fit(model, train.x, train.y, val.x, val.y, checkpoint_dir=run.file("checkpoints"),
                   log_dir=run.file("tensorboard"), seed=cfg["seed"], verbose=1 if sys.stdout.isatty() else 0,
-                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)], **fit_args)
+                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=log_epoch)], **settings)
 
     test_logits = model.predict(test.x, batch_size=512, verbose=0)
     test_acc = float(np.mean(np.argmax(test_logits, 1) == test.y))

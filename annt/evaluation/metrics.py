@@ -23,12 +23,16 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["L0_THRESHOLD", "DISTANCES", "perturbation_norms", "sample_records", "summarize"]
+from annt.tables import mean_std, to_csv
+
+__all__ = ["L0_THRESHOLD", "DISTANCES", "RECORD_FIELDS", "aggregate", "perturbation_norms", "records_csv", "sample_records", "summarize"]
 
 L0_THRESHOLD = 1e-6
 """An element counts as changed when ``|δ| > L0_THRESHOLD`` (float32 round-off is ~6e-8 at 1.0)."""
 
 DISTANCES = ("l0", "l0_fraction", "l2", "linf")
+#: Columns of the per-sample CSV (``counted`` is added by evaluation on another model).
+RECORD_FIELDS = ("index", "true_label", "clean_pred", "adv_pred", "target", "success", *DISTANCES)
 
 
 def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> dict[str, np.ndarray]:
@@ -125,3 +129,21 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         values = np.array([r[key] for r in records], dtype=np.float64)
         summary[key] = {"successful": _stats(values[success]), "all": _stats(values)}
     return summary
+
+
+def records_csv(records: list[dict]) -> str:
+    """The per-sample CSV: :data:`RECORD_FIELDS` (plus ``counted`` when present); ``target`` empty if untargeted."""
+    fields = RECORD_FIELDS + (("counted",) if records and "counted" in records[0] else ())
+    return to_csv(records, fields)
+
+
+def aggregate(per_run: list[dict]) -> dict:
+    """Mean, population std and count over runs (:func:`annt.tables.mean_std`) of each run's headline
+    numbers: accuracies, success rate, mean distances (successful and all), fooling rate."""
+    out = {k: mean_std(p[k] for p in per_run) for k in ("clean_accuracy", "adversarial_accuracy", "success_rate")}
+    for d in DISTANCES:
+        out[f"{d}_successful_mean"] = mean_std(p[d]["successful"]["mean"] for p in per_run)
+        out[f"{d}_all_mean"] = mean_std(p[d]["all"]["mean"] for p in per_run)
+    if any("fooling_rate" in p for p in per_run):
+        out["fooling_rate"] = mean_std(p.get("fooling_rate") for p in per_run)
+    return out

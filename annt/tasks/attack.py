@@ -19,138 +19,29 @@ from typing import Any
 
 import numpy as np
 
-from .advset import AdversarialSet, load_adversarial_set, save_adversarial_set
-from .data import load_split
-from .errors import AnntError
-from .io import atomic_save_npz, atomic_write_text
-from .metrics import DISTANCES, sample_records, summarize
-from .runs import Run, versions
+from annt.evaluation.advset import AdversarialSet, load_adversarial_set, save_adversarial_set
+from annt.data import load_split
+from annt.errors import AnntError
+from annt.io import atomic_save_npz, atomic_write_text
+from annt.evaluation.metrics import DISTANCES, aggregate, records_csv, sample_records, summarize
+from annt.runs import Run, versions
+from annt.tables import fmt as _fmt, pm as _pm
+from annt.attacks.runner import AttackResult, _combine, batch_seed
+from annt.evaluation.predict import predict_labels, select_samples
+from annt.progress import progress_bar
+from annt.models.folder import load_configured_model
 
-CSV_FIELDS = ("index", "true_label", "clean_pred", "adv_pred", "target", "success", "l0", "l0_fraction", "l2", "linf")
-
-
-# --------------------------------------------------------------------------- selection
-def select_samples(y: np.ndarray, pred: np.ndarray | None, *, samples: int, select: str = "random",
-                   only_correct: bool = True, runs: int = 1, seed: int = 0) -> list[np.ndarray]:
-    """Positions (into ``y``) of the images attacked in each run.
-
-    The candidate order is a permutation seeded by ``seed`` (``random``) or the split's order
-    (``first``); with ``only_correct`` candidates the model misclassifies (``pred != y``) are
-    dropped. Run r takes the r-th block of ``samples`` candidates, so runs never share an image.
-    """
-    n = len(y)
-    order = np.random.default_rng(seed).permutation(n) if select == "random" else np.arange(n)
-    if only_correct:
-        if pred is None:
-            raise ValueError("only_correct needs the model's predictions")
-        order = order[pred[order] == y[order]]
-    need = samples * runs
-    if len(order) < need:
-        what = "correctly classified images" if only_correct else "images"
-        raise AnntError(f"attack.samples x attack.runs = {samples} x {runs} = {need}, but the split has only "
-                        f"{len(order)} {what}; lower attack.samples or attack.runs")
-    return [np.sort(order[r * samples:(r + 1) * samples]) if select == "first" else order[r * samples:(r + 1) * samples]
-            for r in range(runs)]
-
-
-def batch_seed(seed: int, run: int, batch: int) -> int:
-    """Independent, reproducible seed for one batch (so a resumed batch equals an uninterrupted one)."""
-    return int(np.random.SeedSequence([seed, run, batch]).generate_state(1)[0] % (2**31 - 1))
-
-
-# --------------------------------------------------------------------------- library call
-@dataclass
-class AttackResult:
-    """``x_adv`` (float32, [0, 1]), per-sample ``records`` (SPEC §7) and their ``summary``."""
-
-    x_adv: np.ndarray
-    records: list[dict]
-    summary: dict
-    clean_pred: np.ndarray
-    adv_pred: np.ndarray
-    target: np.ndarray | None = None
-    perturbation: np.ndarray | None = None
-    fooling_rate: float | None = None
-
-
-def attack(model, x: np.ndarray, y: np.ndarray, name: str, *, index: np.ndarray | None = None,
-           targeted: bool = False, target: Any = None, seed: int = 0, batch_size: int = 50,
-           progress: bool = False, **params) -> AttackResult:
-    """Attack arrays ``x`` (float32 NHWC in [0, 1]) with labels ``y`` on ``model`` (a Keras model
-    returning logits, or an ART classifier). ``params`` are the attack's parameters (ART's meaning;
-    see ``annt.attacks.ATTACKS[name]``). Returns the adversarial array and per-sample records.
-    """
-    from .attacks import ATTACKS, generate
-
-    spec = ATTACKS[name] if name in ATTACKS else None
-    y = np.asarray(y).astype(np.int64)
-    index = np.arange(len(y)) if index is None else np.asarray(index)
-    per_batch = spec.per_batch if spec else True
-    step = batch_size if per_batch else max(len(y), 1)
-    chunks = [slice(i, i + step) for i in range(0, len(y), step)]
-    outs = []
-    for b, sl in enumerate(_progress(chunks, progress, name)):
-        t = target[sl] if isinstance(target, (list, np.ndarray)) else target
-        outs.append(generate(model, x[sl], y[sl], name, params=params, targeted=targeted, target=t,
-                             seed=batch_seed(seed, 0, b), batch_size=len(y[sl])))
-    return _combine(x, y, index, outs)
-
-
-def _combine(x, y, index, outs, model=None) -> AttackResult:
-    x_adv = np.concatenate([o.x_adv for o in outs])
-    if model is not None:
-        # Same prediction path as `infer`, so direct evaluation reproduces these numbers exactly.
-        clean_pred, adv_pred = predict_labels(model, x), predict_labels(model, x_adv)
-    else:
-        clean_pred = np.concatenate([o.clean_pred for o in outs])
-        adv_pred = np.concatenate([o.adv_pred for o in outs])
-    target = None if outs[0].target is None else np.concatenate([o.target for o in outs])
-    records = sample_records(index, y, clean_pred, adv_pred, x, x_adv)
-    if target is not None:
-        for r, t in zip(records, target):
-            r["target"] = int(t)
-    return AttackResult(x_adv, records, summarize(records), clean_pred, adv_pred, target,
-                        outs[0].perturbation, outs[0].fooling_rate)
-
-
-def _progress_bar(total: int, desc: str):
-    """A tqdm bar that is always closed (also on errors), written to the current stderr."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, file=sys.stderr)
-
-
-def _progress(items, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="batch", dynamic_ncols=True)
-
-
-# --------------------------------------------------------------------------- the task
-def load_source_model(cfg: dict):
-    from .modelio import load_model_folder
-
-    m = cfg["model"]
-    return load_model_folder(m["checkpoint"], expect_arch=m["arch"], expect_weight_bits=m["bits"]["weights"],
-                             expect_act_bits=m["bits"]["activations"])
-
-
-def predict_labels(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    return np.concatenate([np.argmax(np.asarray(model(x[i:i + batch_size], training=False)), axis=1)
-                           for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, np.int64)
 
 
 def run_attack(cfg: dict, run: Run) -> dict:
-    from . import attacks as attacks_mod
-    from .attacks import ATTACKS
-    from .estimator import make_classifier
+    from annt.attacks import runner as attacks_mod
+    from annt.attacks.registry import ATTACKS
+    from annt.attacks.estimator import make_classifier
 
     a = cfg["attack"]
     spec = ATTACKS[a["name"]]
     t0 = time.time()
-    model, card = load_source_model(cfg)
+    model, card = load_configured_model(cfg["model"])
     ds = load_split(cfg)
     pred = predict_labels(model, ds.x)
     model_acc = float(np.mean(pred == ds.y)) if len(ds) else float("nan")
@@ -183,7 +74,7 @@ def run_attack(cfg: dict, run: Run) -> dict:
             step = a["batch_size"] if spec.per_batch else len(positions)
             chunks = [slice(i, i + step) for i in range(0, len(positions), step)]
             outs = []
-            with _progress_bar(len(chunks), f"{a['name']} run {r + 1}/{a['runs']}") as bar:
+            with progress_bar(len(chunks), f"{a['name']} run {r + 1}/{a['runs']}") as bar:
                 for b, sl in enumerate(chunks):
                     part = partial / f"run{r}_batch{b:04d}.npz"
                     if part.is_file():  # finished before an interruption
@@ -259,26 +150,16 @@ def _load_part(path: Path) -> _Part:
                      float(f["fooling_rate"]) if "fooling_rate" in f.files else None)
 
 
-def records_csv(records: list[dict]) -> str:
-    buf = io.StringIO()
-    fields = CSV_FIELDS + (("counted",) if records and "counted" in records[0] else ())
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for rec in records:
-        w.writerow({**{"target": ""}, **rec})
-    return buf.getvalue()
-
-
 def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResult, grid_samples: int) -> None:
     atomic_write_text(run.file(f"samples_run{r}.csv"), records_csv(result.records))
     if result.perturbation is not None:
-        from .io import atomic_write_bytes
+        from annt.io import atomic_write_bytes
 
         buf = io.BytesIO()
         np.save(buf, result.perturbation.astype(np.float32))
         atomic_write_bytes(run.file(f"perturbation_run{r}.npy"), buf.getvalue())
     if grid_samples:
-        from .plots import image_grid
+        from annt.plots import image_grid
 
         k = min(grid_samples, len(s))
         meta = s.metadata
@@ -286,30 +167,6 @@ def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResu
                    clean_pred=s.clean_pred[:k], adv_pred=s.adv_pred[:k], max_rows=k,
                    title=f"{meta['attack']} on {meta['source_model']['arch']} "
                          f"{(meta['source_model']['bits'] or {}).get('label', '')} (run {r})")
-
-
-def aggregate(per_run: list[dict]) -> dict:
-    """Mean and (population) standard deviation over runs of the headline numbers."""
-    def ms(values):
-        v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
-        v = v[~np.isnan(v)]
-        return {"mean": float(v.mean()) if len(v) else float("nan"), "std": float(v.std()) if len(v) else float("nan")}
-
-    out = {k: ms([p[k] for p in per_run]) for k in ("clean_accuracy", "adversarial_accuracy", "success_rate")}
-    for d in DISTANCES:
-        out[f"{d}_successful_mean"] = ms([p[d]["successful"]["mean"] for p in per_run])
-        out[f"{d}_all_mean"] = ms([p[d]["all"]["mean"] for p in per_run])
-    if any("fooling_rate" in p for p in per_run):
-        out["fooling_rate"] = ms([p.get("fooling_rate") for p in per_run])
-    return out
-
-
-def _pm(d: dict) -> str:
-    return f"{d['mean']:.4f} ± {d['std']:.4f}"
-
-
-def _fmt(v) -> str:
-    return "n/a" if v is None or v != v else f"{v:.4f}"
 
 
 def _log_summary(run: Run, r: int, s: dict) -> None:

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import AnntError
+from annt.errors import AnntError
 
 # task -> "module:function", imported only when the task runs (keeps --check fast).
 TASKS = {
-    "train": "annt.train_task:run_train",
-    "attack": "annt.attack_task:run_attack",
-    "infer": "annt.evaluation:run_infer",
-    "transfer": "annt.evaluation:run_transfer",
-    "report": "annt.report:run_report",
+    "train": "annt.tasks.train:run_train",
+    "attack": "annt.tasks.attack:run_attack",
+    "infer": "annt.tasks.infer:run_infer",
+    "transfer": "annt.tasks.transfer:run_transfer",
+    "report": "annt.tasks.report:run_report",
 }
 
 

