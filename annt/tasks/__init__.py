@@ -1,7 +1,9 @@
-"""The dispatcher: one small table from task name to the function that runs it.
+"""The dispatcher: one small table from task name to the module that runs it.
 
-Each task function takes the resolved config and a :class:`~annt.runs.Run` and returns the
-results dict that is written to ``results.json``.
+A task module (``annt/tasks/<task>.py``) has ``run_<task>(cfg, run)``, which takes the resolved
+config and a :class:`~annt.runs.Run` and returns the results dict written to ``results.json``,
+and optionally ``preflight(cfg)``: checks that need more than the config file (is the dataset
+there?), run before the run folder is created so a failure leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -28,3 +30,11 @@ def task_function(task: str):
             raise AnntError(f"task {task!r} is not implemented yet in this version of annt") from None
         raise
     return getattr(mod, func)
+
+
+def preflight(task: str, cfg: dict) -> None:
+    """Run the task's ``preflight(cfg)`` if it has one (raises :class:`AnntError` on a fault)."""
+    module = importlib.import_module(TASKS[task].split(":")[0])
+    check = getattr(module, "preflight", None)
+    if check is not None:
+        check(cfg)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from annt.evaluation.advset import AdversarialSet, load_adversarial_set, save_adversarial_set
-from annt.data import load_split
+from annt.data import load_split, require_data
 from annt.errors import AnntError
 from annt.io import atomic_save_npz, atomic_write_text
 from annt.evaluation.metrics import DISTANCES, aggregate, records_csv, sample_records, summarize
@@ -31,6 +31,11 @@ from annt.evaluation.predict import predict_labels, select_samples
 from annt.progress import progress_bar
 from annt.models.folder import load_configured_model
 
+
+
+def preflight(cfg: dict) -> None:
+    """The dataset must be loadable before the run folder is made."""
+    require_data(cfg["data"])
 
 
 def run_attack(cfg: dict, run: Run) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annt.data import DATASETS, load_split
+from annt.data import DATASETS, load_split, require_data
 from annt.errors import AnntError
 from annt.runs import Run
 from annt.training.settings import resolve_train_settings
@@ -18,6 +18,11 @@ MODEL_SUBDIR = "model"
 def resolved_train_settings(cfg: dict) -> dict:
     """The ``train:`` section with every null replaced by the architecture's default."""
     return resolve_train_settings(cfg["model"]["arch"], cfg["train"])
+
+
+def preflight(cfg: dict) -> None:
+    """The dataset must be loadable before the run folder is made."""
+    require_data(cfg["data"])
 
 
 def run_train(cfg: dict, run: Run) -> dict:
