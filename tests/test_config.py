@@ -91,7 +91,7 @@ BAD = [
     ("unknown task", ["task=atack"], "task = 'atack' (from --set): allowed: train, infer, attack, transfer, report (did you mean 'attack'?)"),
     ("bool wrong type", ["attack.only_correct=maybe"], "attack.only_correct = 'maybe' (from --set): must be true or false"),
     ("select choice", ["attack.select=best"], "attack.select = 'best'"),
-    ("missing checkpoint file", ["model.checkpoint=nowhere/model"], "model.checkpoint = 'nowhere/model' (from --set): no such file or folder"),
+    ("missing checkpoint file", ["model.checkpoint=nowhere/model"], "model.checkpoint = 'nowhere/model' (from --set): no such model folder: "),
     ("missing data_dir", ["data.data_dir=/no/such/dir"], "data.data_dir = '/no/such/dir'"),
     ("arch vs card", ["model.arch=lenet5"], "model.arch = 'lenet5' (from --set): does not match the checkpoint's card (arch 'mnist_a'"),
     ("bits vs card", ["model.bits=2"], "does not match the checkpoint's card (bits {'weights': 4, 'activations': 4}"),

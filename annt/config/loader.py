@@ -25,6 +25,7 @@ from annt.errors import ConfigError, ModelError
 from annt.models import card as model_card
 from annt.models.card import check_model_file, read_card, read_card_json
 from annt.models.registry import ARCHITECTURES
+from annt.evaluation.advset import read_header, set_files
 from annt.attacks.registry import ATTACKS, paper_params, validate_attack_params
 from annt.data import DATASETS, SAMPLE_SIZE, SOURCES, SPLITS
 from annt.training.settings import LR_SCHEDULES, OPTIMIZERS
@@ -247,7 +248,8 @@ def _check_model(ctx, cfg, need_checkpoint: bool):
         raise ctx.fail("model.checkpoint", None, "required: a model folder such as models/mnist_a-4bit")
     if m["checkpoint"] is not None:
         if not Path(m["checkpoint"]).exists():
-            raise ctx.fail("model.checkpoint", m["checkpoint"], f"no such model folder: {m['checkpoint']}{_train_hint(m, d)}")
+            given = ((getattr(ctx, "raw", None) or {}).get("model") or {}).get("checkpoint", m["checkpoint"])
+            raise ctx.fail("model.checkpoint", given, f"no such model folder: {m['checkpoint']}{_train_hint(m, d)}")
         _check_card(ctx, m, d)
     if m["bits"] is None:
         m["bits"] = {"weights": FP, "activations": FP}
@@ -373,25 +375,9 @@ def _check_infer(ctx, cfg):
 
 def _set_facts(path: Path) -> list[tuple[Path, str | None, tuple]]:
     """(file, dataset, image shape) of each adversarial set at ``path`` (file or run folder)."""
-    import json
-
-    import numpy as np
-
-    files = sorted(path.glob("adversarial*.npz")) if path.is_dir() else [path]
     out = []
-    for f in files:
-        with np.load(f, allow_pickle=False) as z:
-            meta = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
-            shape = None
-            if {"images", "labels", "image_index"} <= set(z.files):
-                # read the shape from the .npy header only: validation need not decompress the images
-                with z.zip.open("images.npy") as member:
-                    version = np.lib.format.read_magic(member)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape = tuple(read(member)[0][1:])
-        meta = meta if isinstance(meta, dict) else {}
-        if shape is not None and len(shape) == 2:
-            shape = shape + (1,)  # ANNT's (N, 28, 28)
+    for f in set_files(path):
+        meta, shape = read_header(f)
         out.append((f, meta.get("dataset"), shape))
     return out
 
@@ -425,8 +411,7 @@ def _adversarial_path(ctx, key, p) -> str:
     if _unfinished_run(p):
         raise ctx.fail(key, str(p), "that run folder did not finish (its results.json is missing or not complete)")
     if p.is_dir():
-        sets = sorted(p.glob("adversarial*.npz"))
-        if not sets:
+        if not set_files(p):
             raise ctx.fail(key, str(p), "folder holds no adversarial*.npz (is it an attack run folder?)")
         return str(p)
     if p.suffix != ".npz":

@@ -1,10 +1,14 @@
-"""Adversarial sets on disk (SPEC §8): one ``.npz`` readable with ``np.load(allow_pickle=False)``.
+"""Adversarial sets on disk (SPEC §8): the one module that knows their layout and metadata.
 
-Keys: ANNT's ``images`` (adversarial, float32 NHWC in [0, 1]), ``labels`` (true class) and
-``image_index`` (position in the dataset split's original array), plus ``clean_images``,
-``clean_pred``, ``adv_pred``, ``target`` (-1 when untargeted) and ``metadata`` (a JSON string:
-attack and params, source model, seed, dataset and split, versions). ANNT's own 3-key files,
-with MNIST images shaped (N, 28, 28), load too (their missing fields are ``None``).
+A set is one ``.npz`` readable with ``np.load(allow_pickle=False)``. Keys: ANNT's ``images``
+(adversarial, float32 NHWC in [0, 1]), ``labels`` (true class) and ``image_index`` (position in
+the dataset split's original array), plus ``clean_images``, ``clean_pred``, ``adv_pred``,
+``target`` (-1 when untargeted) and ``metadata`` (a JSON string, :func:`make_metadata`: attack and
+params, source model, seed, dataset and split, selection, versions). ANNT's own 3-key files, with
+MNIST images shaped (N, 28, 28), load too (their missing fields are ``None``).
+
+An attack run folder holds one set per run, ``adversarial_run{r}.npz`` (:func:`set_name`);
+:func:`set_files` lists the sets of a file or run folder in run order.
 """
 from __future__ import annotations
 
@@ -17,6 +21,60 @@ import numpy as np
 
 from annt.errors import AnntError
 from annt.io import atomic_save_npz
+
+
+FORMAT = "annt-adversarial-v1"
+REQUIRED_KEYS = ("images", "labels", "image_index")
+
+
+def set_name(run: int) -> str:
+    """File name of run ``run``'s set in an attack run folder."""
+    return f"adversarial_run{run}.npz"
+
+
+def set_files(path) -> list[Path]:
+    """The sets at ``path``: the file itself, or an attack run folder's sets in run order."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+
+    def run_number(p: Path) -> int:
+        digits = "".join(c for c in p.stem.rsplit("run", 1)[-1] if c.isdigit())
+        return int(digits) if digits else 0
+
+    return sorted(path.glob("adversarial*.npz"), key=run_number)
+
+
+def read_header(path) -> tuple[dict, tuple | None]:
+    """``(metadata, image shape)`` of one set file without decompressing its images (the shape comes
+    from the ``.npy`` header; ANNT's (H, W) gets a channel axis). Shape is None when the file lacks
+    :data:`REQUIRED_KEYS`. Raises ``OSError``/``ValueError``/``zipfile.BadZipFile`` on unreadable files."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["metadata"])) if "metadata" in z.files else {}
+        shape = None
+        if set(REQUIRED_KEYS) <= set(z.files):
+            with z.zip.open("images.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape = tuple(read(member)[0][1:])
+    if shape is not None and len(shape) == 2:
+        shape = shape + (1,)
+    return (meta if isinstance(meta, dict) else {}), shape
+
+
+def make_metadata(*, attack: str, params: dict, targeted: bool, target_rule, card: dict, checkpoint: str, seed: int,
+                  dataset, selection: dict) -> dict:
+    """The metadata every annt set carries (without ``run``/``fooling_rate``, which its run adds)."""
+    from annt.runs import versions
+
+    return {
+        "format": FORMAT, "attack": attack, "params": params, "targeted": targeted,
+        "target_rule": target_rule if not isinstance(target_rule, list) else "per-sample list",
+        "source_model": {"arch": card.get("arch"), "bits": card.get("bits"), "checkpoint": checkpoint,
+                         "test_accuracy": card.get("test_accuracy")},
+        "seed": seed, "dataset": dataset.name, "split": dataset.split, "data_source": dataset.source,
+        "selection": selection, "versions": versions(),
+    }
 
 
 @dataclass
@@ -62,7 +120,7 @@ def load_adversarial_set(path) -> AdversarialSet:
     """
     path = Path(path)
     if path.is_dir():
-        sets = sorted(path.glob("adversarial*.npz"))
+        sets = set_files(path)
         if not sets:
             raise AnntError(f"{path}: no adversarial*.npz in this folder")
         path = sets[0]
@@ -73,7 +131,7 @@ def load_adversarial_set(path) -> AdversarialSet:
         raise AnntError(f"{path}: adversarial set not found") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise AnntError(f"{path}: not a readable .npz without pickle ({str(e).splitlines()[0][:100]})") from None
-    missing = [k for k in ("images", "labels", "image_index") if k not in data]
+    missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise AnntError(f"{path}: not an adversarial set (missing {', '.join(missing)}; has {', '.join(data) or 'nothing'})")
 

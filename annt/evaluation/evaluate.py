@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annt.evaluation.advset import AdversarialSet, load_adversarial_set
+from annt.evaluation.advset import AdversarialSet, load_adversarial_set, set_files
 from annt.errors import AnntError
 from annt.evaluation.metrics import sample_records, summarize
 from annt.evaluation.predict import predict_labels
@@ -86,14 +86,7 @@ def attach_clean_images(adv: AdversarialSet, dataset) -> AdversarialSet:
 
 def source_sets(path) -> list[AdversarialSet]:
     """All runs of a source: one ``.npz``, or every ``adversarial_run*.npz`` of an attack run folder."""
-    path = Path(path)
-    files = sorted(path.glob("adversarial*.npz"), key=_run_number) if path.is_dir() else [path]
-    return [load_adversarial_set(f) for f in files]
-
-
-def _run_number(p: Path) -> int:
-    digits = "".join(c for c in p.stem.rsplit("run", 1)[-1] if c.isdigit())
-    return int(digits) if digits else 0
+    return [load_adversarial_set(f) for f in set_files(path)]
 
 
 def model_label(card: dict) -> str:

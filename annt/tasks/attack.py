@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from annt.evaluation.advset import AdversarialSet, load_adversarial_set, save_adversarial_set
+from annt.evaluation.advset import AdversarialSet, load_adversarial_set, make_metadata, save_adversarial_set, set_name
 from annt.data import load_split, require_data
 from annt.errors import AnntError
 from annt.io import atomic_save_npz, atomic_write_text
 from annt.evaluation.metrics import DISTANCES, aggregate, records_csv, sample_records, summarize
-from annt.runs import Run, versions
+from annt.runs import Run
 from annt.tables import fmt as _fmt, pm as _pm
 from annt.attacks.runner import AttackResult, _combine, batch_seed
 from annt.evaluation.predict import predict_labels, select_samples
@@ -56,19 +56,14 @@ def run_attack(cfg: dict, run: Run) -> dict:
     selections = select_samples(ds.y, pred, samples=a["samples"], select=a["select"], only_correct=a["only_correct"],
                                 runs=a["runs"], seed=cfg["seed"])
     classifier = make_classifier(model, nb_classes=int(card.get("num_classes") or 10))
-    meta_base = {
-        "format": "annt-adversarial-v1", "attack": a["name"], "params": a["params"], "targeted": a["targeted"],
-        "target_rule": a["target"] if not isinstance(a["target"], list) else "per-sample list",
-        "source_model": {"arch": card.get("arch"), "bits": card.get("bits"), "checkpoint": cfg["model"]["checkpoint"],
-                         "test_accuracy": card.get("test_accuracy")},
-        "seed": cfg["seed"], "dataset": ds.name, "split": ds.split, "data_source": ds.source,
-        "selection": {"samples": a["samples"], "select": a["select"], "only_correct": a["only_correct"], "runs": a["runs"]},
-        "versions": versions(),
-    }
+    meta_base = make_metadata(
+        attack=a["name"], params=a["params"], targeted=a["targeted"], target_rule=a["target"], card=card,
+        checkpoint=cfg["model"]["checkpoint"], seed=cfg["seed"], dataset=ds,
+        selection={"samples": a["samples"], "select": a["select"], "only_correct": a["only_correct"], "runs": a["runs"]})
     partial = run.file("partial")
     per_run = []
     for r, positions in enumerate(selections):
-        final = run.file(f"adversarial_run{r}.npz")
+        final = run.file(set_name(r))
         if final.is_file():  # finished before an interruption
             s = load_adversarial_set(final)
             result = _result_from_set(s)
