@@ -1,4 +1,4 @@
-"""The ``attack`` task and :func:`attack`, the array-level call for custom loops.
+"""The ``attack`` task: its config section, checks and run (the array-level call is :func:`annt.attacks.runner.attack`).
 
 Per run the task selects ``samples`` clean images (``select`` random|first, seeded; with
 ``only_correct`` only images the source classifies correctly; each run takes fresh, disjoint
@@ -29,7 +29,57 @@ from annt.tables import fmt as _fmt, pm as _pm
 from annt.attacks.runner import AttackResult, _combine, batch_seed
 from annt.evaluation.predict import predict_labels, select_samples
 from annt.progress import progress_bar
-from annt.models.folder import load_configured_model
+from annt.attacks.registry import ATTACKS, paper_params, validate_attack_params
+from annt.config.schema import Key
+from annt.config.sections import check_data, check_model, split_size
+
+USES = ("data", "model", "attack")  # the config sections this task reads
+SECTION = {
+    "name": Key("choice", None, "Attack (see wiki/Attacks.md).", nullable=True, choices=tuple(ATTACKS)),
+    "preset": Key("choice", None, "Start params from a named preset (`paper`: SPEC §6 settings for the dataset).",
+                  choices=("paper",), nullable=True),
+    "params": Key("dict", None, "Attack parameters with ART's meaning; unknown ones are rejected.", nullable=True),
+    "samples": Key("int", 100, "Clean images attacked per run.", min=1),
+    "select": Key("choice", "random", "random (seeded) or first N of the split.", choices=("random", "first")),
+    "only_correct": Key("bool", True, "Attack only images the source model classifies correctly (ANNT 'prefiltered')."),
+    "runs": Key("int", 1, "Repeats, each on fresh samples (disjoint blocks of one seeded candidate order).", min=1, max=1000),
+    "batch_size": Key("int", 50, "Images per attack batch (the unit of progress and resume).", min=1),
+    "targeted": Key("bool", False, "Targeted attack (needs `target`)."),
+    "target": Key("any", None, "Targets: next ((y+1) mod 10), random, or a list of class ids, one per sample.", nullable=True),
+    "grid_samples": Key("int", 8, "Samples drawn in the PNG grid.", min=0, max=64),
+    "resume": Key("path", None, "Interrupted attack run folder to finish.", nullable=True, must_exist=True),
+}
+
+
+def check(ctx, cfg) -> None:
+    """Checks across keys, run after every key has been validated (TF-free)."""
+    check_data(ctx, cfg)
+    check_model(ctx, cfg, need_checkpoint=True)
+    a = cfg["attack"]
+    if a["name"] is None:
+        raise ctx.fail("attack.name", None, f"required; allowed: {', '.join(ATTACKS)}")
+    params = paper_params(a["name"], cfg["data"]["dataset"], ctx) if a["preset"] == "paper" else {}
+    params.update(a["params"] or {})
+    a["params"] = validate_attack_params(a["name"], params, "attack", ctx)
+    if a["targeted"] and ATTACKS[a["name"]].targeted == "never":
+        raise ctx.fail("attack.targeted", True, f"{a['name']} has no targeted variant; use targeted: false")
+    available = split_size(cfg["data"])
+    if available is not None and a["samples"] * a["runs"] > available:
+        raise ctx.fail("attack.samples", a["samples"], f"samples x runs = {a['samples'] * a['runs']} but "
+                       f"{cfg['data']['dataset']}/{cfg['data']['split']} ({cfg['data']['source']}) has {available} images")
+    t = a["target"]
+    if a["targeted"]:
+        if t is None:
+            raise ctx.fail("attack.target", None, "required when attack.targeted is true: next, random or a list of class ids")
+        if isinstance(t, list):
+            if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10 for v in t):
+                raise ctx.fail("attack.target", t, "a list of class ids in [0, 9]")
+            if len(t) != a["samples"]:
+                raise ctx.fail("attack.target", t, f"needs one class id per sample (attack.samples = {a['samples']})")
+        elif t not in ("next", "random"):
+            raise ctx.fail("attack.target", t, "allowed: next, random, or a list of class ids")
+    elif t is not None:
+        raise ctx.fail("attack.target", t, "only used when attack.targeted is true")
 
 
 
@@ -39,6 +89,8 @@ def preflight(cfg: dict) -> None:
 
 
 def run_attack(cfg: dict, run: Run) -> dict:
+    from annt.models.folder import load_configured_model
+
     from annt.attacks import runner as attacks_mod
     from annt.attacks.registry import ATTACKS
     from annt.attacks.estimator import make_classifier

@@ -11,13 +11,36 @@ from annt.evaluation.evaluate import attach_clean_images, evaluate, model_label,
 from annt.evaluation.metrics import aggregate, records_csv
 from annt.evaluation.predict import predict_labels
 from annt.io import atomic_write_text
-from annt.models.folder import load_configured_model
+
 from annt.models.card import read_card_json
 from annt.runs import Run
 from annt.tables import to_csv
+from annt.config.schema import Key
+from annt.config.sections import adversarial_path, check_data, check_model, check_sets_fit_models
+
+USES = ("data", "model", "infer")  # the config sections this task reads
+SECTION = {
+    "adversarial": Key("path", None, "Adversarial set (.npz or attack run folder); null = clean accuracy.",
+                       nullable=True, must_exist=True),
+    "batch_size": Key("int", 256, "Inference batch size.", min=1),
+}
+
+
+def check(ctx, cfg) -> None:
+    """Checks across keys, run after every key has been validated (TF-free)."""
+    check_data(ctx, cfg)
+    ctx.dataset = cfg["data"]["dataset"]
+    check_model(ctx, cfg, need_checkpoint=True)
+    adv = cfg["infer"]["adversarial"]
+    if adv is not None:
+        cfg["infer"]["adversarial"] = adversarial_path(ctx, "infer.adversarial", adv)
+        check_sets_fit_models(ctx, "infer.adversarial", [cfg["infer"]["adversarial"]], [cfg["model"]["checkpoint"]])
+
 
 
 def run_infer(cfg: dict, run: Run) -> dict:
+    from annt.models.folder import load_configured_model
+
     t0 = time.time()
     model, card = load_configured_model(cfg["model"])
     bs = cfg["infer"]["batch_size"]

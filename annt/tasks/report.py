@@ -4,9 +4,10 @@ adversarial accuracy vs bitwidth and the mean L2 of successful samples vs bitwid
 Rules (also written at the top of ``report.md``):
 
 * one table row per attack run folder: the mean over its runs, ``± std`` when it has more than one;
-* the ``model`` column is the architecture, or the model's folder name when another model of the
-  report has the same architecture and bits (``mnist_a-4bit`` and ``mnist_a-bn-4bit``); plot lines
-  are split the same way (``mnist_a`` and ``mnist_a-bn``: the folder name without its bits tag);
+* the ``model`` column is the architecture, or the model's folder name when two models of the
+  report share the architecture and bits (``mnist_a-4bit`` and ``mnist_a-bn-4bit``: then every
+  model of that architecture); plot lines are split the same way (``mnist_a`` and ``mnist_a-bn``:
+  the folder name without its bits tag);
 * several run folders for one plot point (same attack, setting, model and bits): the table lists
   each, the plots show the newest (latest start time, read from the run-folder name), and
   ``report.md`` and the log say which one that is. Runs are not pooled across folders: they may
@@ -25,11 +26,14 @@ from annt.errors import AnntError
 from annt.io import atomic_write_text
 from annt.runs import Run
 from annt.tables import fmt, markdown, pm, to_csv
+from annt.config.schema import REQUIRED, Key
+from annt.config.sections import expand_paths, unfinished_run
 
 HEADER = (
     "# Attack report\n\n"
     "One row per attack run folder: the mean over its runs (± std when it has more than one). "
-    "*model* is the architecture, or the model's folder name when two models share architecture and bits. "
+    "*model* is the architecture, or the model's folder name when two models share architecture and bits "
+    "(then for every model of that architecture). "
     "When several run folders match one plot point (same attack, setting, model and bits), every one is listed "
     "and the plots show the newest (latest start time in the folder name): column *plotted*.\n\n"
 )
@@ -38,6 +42,24 @@ HEADER = (
 FIELDS = ("attack", "setting", "model", "arch", "bits", "weights", "activations", "runs", "samples",
           "adversarial_accuracy", "adversarial_accuracy_std", "success_rate", "l0_successful_mean",
           "l2_successful_mean", "linf_successful_mean", "plotted", "run", "run_dir", "checkpoint")
+
+USES = ("report",)  # the config sections this task reads
+SECTION = {
+    "runs": Key("list", REQUIRED, "Run folders or globs to collect (e.g. runs/*-attack-*).", item="path"),
+}
+
+
+def check(ctx, cfg) -> None:
+    """Checks across keys, run after every key has been validated (TF-free)."""
+    runs = expand_paths(ctx, "report.runs", cfg["report"]["runs"], lambda p: not unfinished_run(p) and (p / "results.json").is_file(),
+                   "is not a finished run folder (needs a results.json marked complete)")
+    import json
+
+    tasks = {json.loads((Path(p) / "results.json").read_text(encoding="utf-8")).get("task") for p in runs}
+    if "attack" not in tasks:
+        raise ctx.fail("report.runs", cfg["report"]["runs"], "none of these run folders is an attack run")
+    cfg["report"]["runs"] = runs
+
 
 
 def collect(run_dirs) -> list[dict]:
@@ -104,11 +126,12 @@ def _model_id(row) -> str:
 def label_models(rows: list[dict]) -> None:
     """Fill each row's ``model`` (table label) and ``family`` (plot line).
 
-    ``model`` is the architecture, unless another model in ``rows`` has the same architecture and
-    bits: then the checkpoint's folder name (its path, if two such folders share a name).
-    ``family`` is the architecture, or for an architecture with such models the folder name
-    without its ``-<bits tag>`` suffix (``mnist_a-bn-4bit`` -> ``mnist_a-bn``); models that would
-    still meet on one point of one line get a line of their own (their ``model`` label)."""
+    ``model`` is the architecture, unless two models in ``rows`` share that architecture and some
+    bit width: then every model of that architecture is named by its checkpoint's folder name (its
+    path, if two such folders share a name), so ``mnist_a-bn-fp`` is never shown as just ``mnist_a``.
+    ``family`` is the architecture, or for such an architecture the folder name without its
+    ``-<bits tag>`` suffix (``mnist_a-bn-4bit`` -> ``mnist_a-bn``); models that would still meet on
+    one point of one line get a line of their own (their ``model`` label)."""
     by_arch_bits: dict[tuple, set[str]] = {}
     for r in rows:
         by_arch_bits.setdefault((r["arch"], _bits_key(r)), set()).add(_model_id(r))
@@ -119,11 +142,9 @@ def label_models(rows: list[dict]) -> None:
             names.setdefault(Path(r["checkpoint"]).name, set()).add(_model_id(r))
     for r in rows:
         r["model"], r["family"] = r["arch"], r["arch"]
-        if len(by_arch_bits[(r["arch"], _bits_key(r))]) > 1:
-            name = Path(r["checkpoint"]).name if r.get("checkpoint") else None
-            r["model"] = name if name and len(names[name]) == 1 else (r.get("checkpoint") or r["arch"])
         if r["arch"] in shared_archs and r.get("checkpoint"):
             name = Path(r["checkpoint"]).name
+            r["model"] = name if len(names[name]) == 1 else r["checkpoint"]
             r["family"] = re.sub(rf"-{re.escape(str(r['bits']))}$", "", name)
     points: dict[tuple, set[str]] = {}
     for r in rows:
@@ -177,15 +198,16 @@ def several_text(several: list[dict]) -> str:
     return "\n## Several run folders for one point\n\n" + "\n".join(lines) + "\n"
 
 
-def series_for(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
-    """``{line name: {bits label: value}}`` of the plotted rows, for :func:`annt.plots.accuracy_vs_bits`."""
+def series_for(rows: list[dict], key: str) -> dict[str, dict]:
+    """``{line name: {(weights, activations): value}}`` of the plotted rows, for
+    :func:`annt.plots.accuracy_vs_bits` (line name: attack, setting and model family)."""
     series: dict[str, dict] = {}
     for r in rows:
         v = r[key]
-        if not r.get("plotted", True) or v is None or np.isnan(v):
-            continue
+        if not r.get("plotted", True) or v is None or np.isnan(v) or _bits_order(r)[0] == len(bitwidths.WIDTHS):
+            continue  # no value, or no bit width to place it at (the table still lists it)
         name = " ".join(x for x in (r["attack"], r["setting"], f"({r['family']})") if x)
-        series.setdefault(name, {})[_bits_key(r)] = v
+        series.setdefault(name, {})[(r["weights"], r["activations"])] = v
     return series
 
 

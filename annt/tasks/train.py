@@ -11,8 +11,53 @@ from annt.data import DATASETS, load_split, require_data
 from annt.errors import AnntError
 from annt.runs import Run
 from annt.training.settings import resolve_train_settings
+from annt.config.schema import Key
+from annt.config.sections import check_data, check_model
+from annt.training.settings import LR_SCHEDULES, OPTIMIZERS
 
 MODEL_SUBDIR = "model"
+
+USES = ("data", "model", "train")  # the config sections this task reads
+SECTION = {
+    # null = the architecture's default (its registry entry; wiki/Models.md lists them)
+    "epochs": Key("int", None, "Training epochs; null = architecture default.", nullable=True, min=1, max=10000),
+    "batch_size": Key("int", None, "Mini-batch size; null = architecture default.", nullable=True, min=1, max=65536),
+    "optimizer": Key("choice", None, f"{', '.join(OPTIMIZERS)} (sgd and rmsprop with `momentum`); null = architecture "
+                     "default.", choices=OPTIMIZERS, nullable=True),
+    "learning_rate": Key("float", None, "Initial learning rate; null = architecture default.", nullable=True,
+                         min=0.0, min_open=True),
+    "lr_schedule": Key("choice", None, f"{', '.join(LR_SCHEDULES)}; null = architecture default.",
+                       choices=LR_SCHEDULES, nullable=True),
+    "lr_decay_epochs": Key("list", None, "Epochs at which a step schedule multiplies the rate by lr_decay_factor; "
+                           "null = architecture default.", item="int", nullable=True),
+    "lr_decay_factor": Key("float", None, "Step-schedule multiplier; null = architecture default.", nullable=True,
+                           min=0.0, max=1.0),
+    "momentum": Key("float", None, "SGD/RMSprop momentum; null = architecture default.", nullable=True, min=0.0, max=0.999),
+    "weight_decay": Key("float", None, "L2 penalty on kernels; null = architecture default.", nullable=True, min=0.0),
+    "augment": Key("bool", None, "CIFAR-10: random crop (4 px padding) + horizontal flip; MNIST/Fashion-MNIST: random "
+                   "shifts of up to 2 px, no flip. null = architecture default (on for the CIFAR ResNets only).",
+                   nullable=True),
+    "resume": Key("path", None, "Unfinished train run folder to continue.", nullable=True, must_exist=True),
+    "export_to": Key("path", None, "Also copy the trained model folder here (e.g. models/mnist_a-4bit); must not exist.", nullable=True),
+}
+
+
+def check(ctx, cfg) -> None:
+    """Checks across keys, run after every key has been validated (TF-free)."""
+    check_data(ctx, cfg)
+    check_model(ctx, cfg, need_checkpoint=False)
+    if cfg["model"]["checkpoint"] is not None:
+        raise ctx.fail("model.checkpoint", cfg["model"]["checkpoint"],
+                       "not used by task train (the model is written into the run folder; use train.export_to)")
+    t = cfg["train"]
+    if t["export_to"] and Path(t["export_to"]).exists() and not t["resume"]:
+        raise ctx.fail("train.export_to", t["export_to"], "already exists; model folders are never overwritten")
+    if cfg["data"]["split"] != "test":
+        raise ctx.fail("data.split", cfg["data"]["split"], "task train always trains on train and selects on val; "
+                       "leave data.split at test (it is used for the final test accuracy)")
+    if cfg["data"]["source"] == "sample":
+        raise ctx.fail("data.source", "sample", "the shipped sample is a test sample; training needs the full dataset")
+
 
 
 def resolved_train_settings(cfg: dict) -> dict:

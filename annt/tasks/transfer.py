@@ -15,10 +15,33 @@ from annt.evaluation.transfer import LabelCollision, cells, check_unique_labels,
 from annt.io import atomic_write_text
 from annt.runs import Run
 from annt.tables import markdown, to_csv
+from annt.config.schema import REQUIRED, Key
+from annt.config.sections import adversarial_path, check_data, check_sets_fit_models, expand_paths
 
 #: (key of :func:`annt.evaluation.transfer.cells`, what it is, heat-map drawn)
 MATRICES = (("adversarial_accuracy", "adversarial accuracy", True), ("transfer_rate", "transfer rate", True),
             ("l2_successful", "mean L2 of successful samples", False))
+
+USES = ("data", "transfer")  # the config sections this task reads
+SECTION = {
+    "sources": Key("list", REQUIRED, "Adversarial sets: .npz files or attack run folders (globs allowed).", item="path"),
+    "targets": Key("list", REQUIRED, "Target model folders or glob patterns (e.g. models/mnist_a-*).", item="path"),
+    "batch_size": Key("int", 256, "Inference batch size.", min=1),
+}
+
+
+def check(ctx, cfg) -> None:
+    """Checks across keys, run after every key has been validated (TF-free)."""
+    check_data(ctx, cfg)
+    ctx.dataset = cfg["data"]["dataset"]
+    t = cfg["transfer"]
+    t["sources"] = [adversarial_path(ctx, "transfer.sources", p)
+                    for p in expand_paths(ctx, "transfer.sources", t["sources"], lambda p: p.exists())]
+    t["targets"] = expand_paths(ctx, "transfer.targets", list(dict.fromkeys(t["targets"])),
+                           lambda p: (p / "card.json").is_file() and (p / "model.keras").is_file(),
+                           "is not a model folder (needs card.json and model.keras)")
+    check_sets_fit_models(ctx, "transfer.sources", t["sources"], t["targets"])
+
 
 
 def run_transfer(cfg: dict, run: Run) -> dict:
