@@ -49,6 +49,12 @@ class AttackSpec:
     :ivar runner: name of the module function running the attack (default ``_run_art``).
     :ivar extras: output fields read off the ART attack object after ``generate``
         (``{AttackOutput field: attribute}``).
+    :ivar gradients: the attack uses the model's gradients (white-box); gradient-free attacks
+        (decision- or score-based) refuse gradient options such as a loss temperature.
+    :ivar bounded: ``True``: it searches inside an eps-ball (robust accuracy at that eps);
+        ``False``: a minimum-norm attack (robust accuracy at thresholds from its distances).
+    :ivar norm: the threat model's norm when the attack has no ``norm`` parameter
+        (``"inf"``, 2, 1 or 0); see :meth:`threat_norm`.
     """
 
     name: str
@@ -62,6 +68,13 @@ class AttackSpec:
     cross_check: Callable[[dict, str, Context], None] | None = None
     runner: str = "_run_art"
     extras: Mapping[str, str] = field(default_factory=dict)
+    gradients: bool = True
+    bounded: bool = True
+    norm: Any = None
+
+    def threat_norm(self, params: Mapping[str, Any]) -> Any:
+        """The norm of the threat model these (validated) params attack in: ``"inf"``, 2, 1 or 0."""
+        return params.get("norm", self.norm)
 
     def defaults(self) -> dict:
         # deep copy: a mutable default (uap's attacker_params) must not be shared between runs
@@ -139,6 +152,8 @@ ATTACKS: dict[str, AttackSpec] = {
         art_class="art.attacks.evasion.CarliniL2Method",
         doc="Carlini & Wagner L2 (2017): minimise ||delta||_2^2 + c * max(Z_y - max_{j!=y} Z_j, -confidence).",
         params=_CW_PARAMS,
+        bounded=False,
+        norm=2,
         paper={
             ds: {"confidence": 5.0, "max_iter": 25, "binary_search_steps": 20, "initial_const": 0.01}
             for ds in ("mnist", "cifar10")
@@ -160,6 +175,9 @@ ATTACKS: dict[str, AttackSpec] = {
         },
         paper={"mnist": {"max_iter": 15}, "cifar10": {"max_iter": 12}},
         runner="_run_boundary",
+        gradients=False,
+        bounded=False,
+        norm=2,
     ),
     "jsma": AttackSpec(
         name="jsma",
@@ -171,6 +189,8 @@ ATTACKS: dict[str, AttackSpec] = {
         },
         paper={"mnist": {"theta": 1.0, "gamma": 0.10}, "cifar10": {"theta": 0.3, "gamma": 0.05}},
         targeted="always",
+        bounded=False,
+        norm=0,
     ),
     "uap": AttackSpec(
         name="uap",
