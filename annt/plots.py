@@ -306,7 +306,8 @@ def accuracy_vs_bits_figure(
 ) -> Figure:
     """One line per series (attack name) of value against bitwidth.
 
-    ``series`` maps a name to ``{bits: value}``; bits are anything :func:`annt.bits.label` accepts.
+    ``series`` maps a name to ``{bits: value}``; bits are anything :func:`annt.bits.label` accepts,
+    or a ``(weights, activations)`` pair for mixed widths.
     The x axis is categorical with equal spacing, in :data:`annt.bits.WIDTHS` order (FP first) over the
     bitwidths present in any series; labels outside that order follow in first-seen order.
     Missing or NaN points are skipped (the line joins the points present). Also used for other
@@ -323,6 +324,8 @@ def accuracy_vs_bits_figure(
             raise ValueError(f"series {name!r} must map bitwidth to value")
         row: dict[str, float] = {}
         for bits, value in points.items():
+            if isinstance(bits, tuple) and len(bits) == 2:  # (weights, activations): dicts cannot be keys
+                bits = {"weights": bits[0], "activations": bits[1]}
             label = bitwidths.label(bits)
             if label in row:
                 raise ValueError(f"series {name!r} has bitwidth {label} twice")

@@ -10,8 +10,7 @@ import pytest
 
 from annt import cli
 from annt.evaluation.advset import load_adversarial_set
-from annt.evaluation.predict import select_samples
-from annt.data import load_sample
+from annt.evaluation.predict import predict_labels, select_samples
 from annt.errors import AnntError
 
 
@@ -61,12 +60,12 @@ def test_select_samples_modes():
 
 
 # --------------------------------------------------------------------------- attack task
-def test_attack_run_artifacts_are_consistent(tmp_path, tiny_models):
+def test_attack_run_artifacts_are_consistent(tmp_path, tiny_models, mnist_sample):
     assert run_main([attack_cfg(tmp_path, tiny_models["fp"])]) == 0
     run = only_run(tmp_path, "attack")
     res = json.loads((run / "results.json").read_text())
     assert res["complete"] and len(res["runs"]) == 2 and res["attack"] == "fgsm"
-    ds = load_sample()
+    ds = mnist_sample
     pos = {int(i): p for p, i in enumerate(ds.index)}
     seen = set()
     for r in range(2):
@@ -93,17 +92,29 @@ def test_attack_run_artifacts_are_consistent(tmp_path, tiny_models):
     assert {"config.yaml", "config.resolved.yaml", "environment.json", "log.txt"} <= {p.name for p in run.iterdir()}
 
 
-@pytest.mark.parametrize("select,only_correct", [("first", False), ("random", False), ("first", True)])
-def test_index_matches_image_in_every_mode(tmp_path, tiny_models, select, only_correct):
+@pytest.mark.parametrize("select,only_correct", [("first", False), ("random", False), ("first", True), ("random", True)])
+def test_index_matches_image_in_every_mode(tmp_path, tiny_models, mnist_sample, select, only_correct):
     extra = f", select: {select}, only_correct: {str(only_correct).lower()}"
     assert run_main([attack_cfg(tmp_path, tiny_models["2bit"], extra=extra), "--set", "attack.runs=1"]) == 0
     s = load_adversarial_set(only_run(tmp_path, "attack"))
-    ds = load_sample()
+    ds = mnist_sample
     pos = {int(i): p for p, i in enumerate(ds.index)}
     sel = [pos[int(i)] for i in s.image_index]
     assert np.array_equal(ds.x[sel], s.clean_images) and np.array_equal(ds.y[sel], s.labels)
-    if select == "first":
-        assert s.image_index.tolist() == ds.index[:24].tolist() or only_correct
+    from annt.models.folder import load_model_folder
+
+    pred = predict_labels(load_model_folder(tiny_models["2bit"])[0], ds.x)
+    correct = ds.index[pred == ds.y]
+    assert correct[:24].tolist() != ds.index[:24].tolist()  # the model misses one of the first 24: modes differ
+    first = (correct if only_correct else ds.index)[:24].tolist()
+    if select == "first":  # the split's order, skipping misclassified images when only_correct
+        assert s.image_index.tolist() == first
+    else:  # the seeded permutation (seed 3), not the split's order
+        assert s.image_index.tolist() != first
+        chosen = select_samples(ds.y, pred, samples=24, select="random", only_correct=only_correct, runs=1, seed=3)[0]
+        assert s.image_index.tolist() == ds.index[chosen].tolist()
+    if only_correct:
+        assert set(s.image_index.tolist()) <= set(correct.tolist()) and np.all(s.clean_pred == s.labels)
 
 
 def test_same_seed_same_bytes_and_resume_after_interrupt(tmp_path, tiny_models, monkeypatch):
@@ -230,6 +241,10 @@ def test_two_by_two_transfer_and_report(tmp_path, tiny_models):
     assert [x["counted"] == "True" for x in mine] == res.counted.tolist()
     md = (run / "transfer.md").read_text()
     assert "| source \\ target | FP | 2 |" in md
+    res = json.loads((run / "results.json").read_text())
+    assert res["row_labels"] == res["col_labels"] == ["FP", "2"]
+    cell_csv = list(csv.DictReader(open(run / "transfer_cells.csv")))
+    assert {(c["source_label"], c["target_label"]) for c in cell_csv} == {("FP", "FP"), ("FP", "2"), ("2", "FP"), ("2", "2")}
     for png in ("heatmap_adversarial_accuracy.png", "heatmap_transfer_rate.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG"
     res = json.loads((run / "results.json").read_text())
@@ -273,8 +288,28 @@ def test_transfer_refuses_other_dataset_and_wrong_shape(tmp_path, tiny_models, c
     assert not (tmp_path / "runs").exists()
 
 
-def test_annt_three_key_set_loads_and_transfers(tmp_path, tiny_models):
-    ds = load_sample()
+def test_transfer_refuses_targets_that_would_share_a_label(tmp_path, tiny_models, capsys):
+    import shutil
+
+    targets = [tmp_path / side / "lenet5-fp" for side in ("a", "b")]  # same folder name, same bits
+    for t in targets:
+        shutil.copytree(tiny_models["fp"], t)
+    src = tmp_path / "set.npz"
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    np.savez(src, images=x, labels=np.zeros(2, np.int64), image_index=np.arange(2), clean_images=x,
+             metadata=np.array(json.dumps({"dataset": "mnist"})))
+    cfg = write_cfg(tmp_path, "tr", f"""
+        task: transfer
+        output_dir: {tmp_path / 'runs'}
+        transfer: {{sources: [{src}], targets: [{targets[0]}, {targets[1]}]}}
+        """)
+    assert run_main([cfg]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "transfer.targets" in err[0] and "both would be labelled 'lenet5-fp'" in err[0]
+
+
+def test_annt_three_key_set_loads_and_transfers(tmp_path, tiny_models, mnist_sample):
+    ds = mnist_sample
     idx = ds.index[:10]
     x = ds.x[:10, :, :, 0] + 0.0  # ANNT's (N, 28, 28)
     old = tmp_path / "annt_fgsm.npz"

@@ -7,11 +7,11 @@ same model family (architecture and graph options) and no two share it; otherwis
 name (``mnist_a-4bit``, ``mnist_a-bn-4bit``: for a source, the folder of the model it was made
 on); otherwise by the source's own run folder or file name. Two entries that would still get the
 same label (the same folder name twice) are refused with :class:`LabelCollision`. Rows and
-columns are ordered by bit width (:func:`annt.bits.label_order`, FP first), then by label.
+columns are ordered by bit width (:func:`annt.bits.label_order`, FP first), then by label
+without its bits tag (``mnist_a-4bit`` before ``mnist_a-bn-4bit`` at every width).
 """
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +20,11 @@ import numpy as np
 
 from annt import bits as bitwidths
 from annt.errors import AnntError
-from annt.models.card import OPTIONS, read_card_json
-from annt.tables import markdown, mean_std, pm
+from annt.evaluation.advset import read_header, set_files
 from annt.evaluation.evaluate import attach_clean_images, evaluate, model_label, source_sets
 from annt.evaluation.metrics import DISTANCES
+from annt.models.card import OPTIONS, read_card_json
+from annt.tables import markdown, mean_std, pm
 
 
 def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
@@ -137,19 +138,15 @@ class Axis:
 
 
 def _set_metadata(path: Path) -> dict:
-    """The metadata of a set (the first ``adversarial*.npz`` of a run folder): only that member is
-    read; {} for ANNT 3-key files and anything unreadable."""
-    if path.is_dir():
-        files = sorted(path.glob("adversarial*.npz"))
-        if not files:
-            return {}
-        path = files[0]
+    """The metadata of a set (the first set of a run folder), images not read; {} for ANNT 3-key
+    files and anything unreadable (the config check reports those)."""
+    files = set_files(path)
+    if not files:
+        return {}
     try:
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["metadata"])) if "metadata" in f.files else {}
+        return read_header(files[0])[0]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _family(card: dict | None, arch) -> tuple:
@@ -186,7 +183,11 @@ def target_facts(path) -> dict:
 
 
 def _order_key(fact: dict, label: str) -> tuple:
-    return (0, *bitwidths.sort_key(fact["bits"]), label) if fact["bits"] else (1, 0, 0, label)
+    """Bit width (FP first, unknown last), then the label without its bits tag (so ``mnist_a-4bit``
+    comes before ``mnist_a-bn-4bit`` at every width), then the label."""
+    if not fact["bits"]:
+        return (1, 0, 0, label, label)
+    return (0, *bitwidths.sort_key(fact["bits"]), label.removesuffix("-" + bitwidths.tag(fact["bits"])), label)
 
 
 def axis_labels(facts: list[dict], key: str) -> Axis:
