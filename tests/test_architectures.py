@@ -1,18 +1,32 @@
-"""Architectures: every arch × bit width builds, same graph at every width, quantizer placement."""
+"""Architectures: built from the registry, same graph at every bit width, quantizer placement and
+the actual quantization levels of kernels and activations (seeded builds, real MNIST images)."""
 import keras
 import numpy as np
 import pytest
 
-from annt.models.architectures import ARCH_DEFAULTS, ARCHITECTURES, build_model
+from annt.data import load_sample
+from annt.models import registry
+from annt.models.architectures import ARCH_DEFAULTS, build_model, default_input_shape
 from annt.models.layers import QuantActivation, QuantConv2D, QuantDense
+from annt.models.quantizers import Quantizer
 
 ALL_BITS = [32, 1, 2, 4, 8, 12, 16]
 MNIST_ARCHS = ["lenet5", "mnist_a", "mnist_b", "mnist_c"]
 RESNETS = ["resnet20", "resnet32", "resnet44"]
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    keras.utils.set_random_seed(0)  # every build below is deterministic
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_sample().x[:8]
+
+
 def _x(arch, n=2, seed=0):
-    return np.random.default_rng(seed).random((n, *ARCH_DEFAULTS[arch]["input_shape"]), dtype=np.float32)
+    return np.random.default_rng(seed).random((n, *default_input_shape(arch)), dtype=np.float32)
 
 
 def _structure(model):
@@ -24,10 +38,39 @@ def _qa_names(model):
     return [l.name for l in model.layers if isinstance(l, QuantActivation)]
 
 
-def test_registry_has_the_seven_names():
-    assert sorted(ARCHITECTURES) == sorted(MNIST_ARCHS + RESNETS)
+def _grid_distance(values, k):
+    """Largest distance, in grid steps, of DoReFa k-bit values from their grid
+    (activations: {i/n} on [0, 1]; weights: {2i/n − 1} on [−1, 1]; n = 2^k − 1)."""
+    n = 2 ** k - 1
+    s = np.asarray(values, np.float64) * n
+    return np.abs(s - np.round(s)).max()
+
+
+def test_registry_names_build_with_their_datasets_input_shape():
+    assert sorted(registry.ARCHITECTURES) == sorted(MNIST_ARCHS + RESNETS)
+    assert default_input_shape("resnet20") == (32, 32, 3)
+    assert default_input_shape("mnist_a") == (28, 28, 1)
     assert ARCH_DEFAULTS["resnet20"]["input_shape"] == (32, 32, 3)
-    assert ARCH_DEFAULTS["mnist_a"]["input_shape"] == (28, 28, 1)
+    assert build_model("resnet20").input_shape == (None, 32, 32, 3)
+    assert build_model("lenet5").input_shape == (None, 28, 28, 1)
+
+
+def test_a_new_architecture_is_one_registry_entry(monkeypatch):
+    entry = registry.ArchSpec("mnist_tiny", "a test entry", "annt.models.mnist_cnn:mnist_cnn", ("mnist",),
+                              registry.MNIST_TRAINING, {"capacity": 4}, quantize_last_hidden=True,
+                              always_batchnorm=True)
+    monkeypatch.setitem(registry.ARCHITECTURES, "mnist_tiny", entry)
+    model = build_model("mnist_tiny", weight_bits=2, act_bits=2)
+    assert model.get_layer("conv2").filters == 4
+    assert _qa_names(model)[-1] == "fc0_qa"  # the registry's quantize_last_hidden
+    assert model.annt_options["batchnorm"] is True and model.annt_options["quantize_last_hidden"] is True
+
+
+def test_always_batchnorm_comes_from_the_registry():
+    assert registry.ARCHITECTURES["resnet20"].always_batchnorm
+    assert build_model("resnet20").annt_options["batchnorm"] is True
+    assert build_model("mnist_a").annt_options["batchnorm"] is False
+    assert build_model("mnist_a", batchnorm=True).annt_options["batchnorm"] is True
 
 
 @pytest.mark.parametrize("bits", ALL_BITS)
@@ -60,9 +103,9 @@ def test_resnet_depths_and_sizes():
 
 @pytest.mark.parametrize("arch", MNIST_ARCHS + ["resnet20"])
 def test_fp_graph_is_the_quantized_graph_minus_quantizers(arch):
-    shape = ARCH_DEFAULTS[arch]["input_shape"]
-    fp, q = build_model(arch, shape), build_model(arch, shape, weight_bits=2, act_bits=2)
+    fp, q = build_model(arch), build_model(arch, weight_bits=2, act_bits=2)
     assert _qa_names(fp) == []
+    assert all(l.kernel_quantizer is None for l in fp.layers if isinstance(l, (QuantConv2D, QuantDense)))
     assert _structure(fp) == _structure(q)
     assert fp.count_params() == q.count_params()
 
@@ -83,38 +126,68 @@ def test_annt_quantizer_placement():
     assert build_model("mnist_c").get_layer("conv2").filters == 64
 
 
-def test_mnist_a_fc0_output_stays_full_precision_relu():
-    model = build_model("mnist_a", weight_bits=1, act_bits=1)
-    feat = keras.Model(model.input, model.get_layer("fc0_relu").output)
-    values = np.unique(feat(_x("mnist_a", n=4)).numpy())
-    assert len(values) > 16 and values.min() == 0.0
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 12, 16])
+def test_activations_are_on_the_k_bit_grid_and_fc0_stays_full_precision(bits, digits):
+    # Real digits through a seeded mnist_a: every quantizer output lies exactly on the k-bit grid
+    # with several levels used, while fc0's ReLU output (not quantized, ANNT) is off the grid.
+    model = build_model("mnist_a", weight_bits=bits, act_bits=bits)
+    names = _qa_names(model) + ["fc0_relu"]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    outs = dict(zip(names, (o.numpy() for o in probe(digits))))
+    for name in _qa_names(model):
+        a = outs[name]
+        assert a.min() >= 0.0 and a.max() <= 1.0
+        assert _grid_distance(a, bits) < 1e-2, name
+        assert len(np.unique(a)) > 1, name  # not a dead layer: the check above tests something
+    fc0 = outs["fc0_relu"]
+    assert fc0.max() > 1.0 or _grid_distance(fc0, bits) > 0.1  # a float ReLU, not quantized
+    assert fc0.min() == 0.0
 
 
-def _kernel_levels(model, name):
-    return len(np.unique(model.get_layer(name).quantized_kernel().numpy()))
+@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
+def test_hidden_kernels_are_on_the_k_bit_grid(bits):
+    model = build_model("mnist_a", weight_bits=bits, act_bits=bits)
+    for name in ("conv1", "conv2", "conv3", "fc0"):
+        layer = model.get_layer(name)
+        assert layer.kernel_quantizer == Quantizer("dorefa_weights", {"bits": bits})
+        q = layer.quantized_kernel().numpy()
+        assert _grid_distance((q + 1.0) / 2.0, bits) < 1e-2, name
+        assert q.max() == 1.0 or q.min() == -1.0  # max|tanh w| maps to an end of the grid
+        assert len(np.unique(q)) >= min(2 ** bits, 4)
 
 
 @pytest.mark.parametrize("arch", ["lenet5", "mnist_a", "resnet20"])
 def test_first_and_last_layer_stay_fp_unless_asked(arch):
-    shape = ARCH_DEFAULTS[arch]["input_shape"]
-    default = build_model(arch, shape, weight_bits=1, act_bits=1)
+    default = build_model(arch, weight_bits=1, act_bits=1)
     hidden = "conv1" if arch != "resnet20" else "group0_block0_conv1"
-    assert default.get_layer("conv0").weight_bits == 32 and default.get_layer("linear").weight_bits == 32
-    assert _kernel_levels(default, "conv0") > 2 and _kernel_levels(default, "linear") > 2
-    assert _kernel_levels(default, hidden) == 2
-    both = build_model(arch, shape, weight_bits=1, act_bits=1, quantize_first_last=True)
-    assert _kernel_levels(both, "conv0") == 2 and _kernel_levels(both, "linear") == 2
+    for edge in ("conv0", "linear"):
+        layer = default.get_layer(edge)
+        assert layer.kernel_quantizer is None
+        np.testing.assert_array_equal(layer.quantized_kernel().numpy(), layer.kernel.numpy())
+    for model, names in ((default, [hidden]), (build_model(arch, weight_bits=1, act_bits=1, quantize_first_last=True),
+                                               [hidden, "conv0", "linear"])):
+        for name in names:  # 1 bit: exactly ±E, E = mean |w| of the layer
+            layer = model.get_layer(name)
+            e = np.mean(np.abs(layer.kernel.numpy()))
+            np.testing.assert_allclose(np.unique(layer.quantized_kernel().numpy()), [-e, e], rtol=1e-6)
 
 
 def test_mixed_weight_and_activation_bits():
     model = build_model("mnist_a", weight_bits=2, act_bits=8)
-    assert model.get_layer("conv1").weight_bits == 2
-    assert model.get_layer("conv1_qa").bits == 8
-    assert _kernel_levels(model, "conv1") <= 4
+    assert model.get_layer("conv1").kernel_quantizer == Quantizer("dorefa_weights", {"bits": 2})
+    assert model.get_layer("conv1_qa").quantizer == Quantizer("dorefa_activations", {"bits": 8})
+    q = model.get_layer("conv1").quantized_kernel().numpy()
+    np.testing.assert_allclose(np.unique(q), [-1, -1 / 3, 1 / 3, 1], atol=1e-6)
+    # full-precision weights with quantized activations: no kernel quantizer anywhere
+    w32a4 = build_model("mnist_a", weight_bits=32, act_bits=4)
+    assert all(l.kernel_quantizer is None for l in w32a4.layers if isinstance(l, (QuantConv2D, QuantDense)))
+    assert _qa_names(w32a4) == ["pool0_qa", "conv1_qa", "pool1_qa", "conv3_qa"]
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match="unknown architecture"):
+    with pytest.raises(ValueError, match="unknown architecture 'vgg16'; choose one of lenet5, mnist_a"):
         build_model("vgg16")
     with pytest.raises(ValueError, match="weight_bits"):
         build_model("lenet5", weight_bits=3)
+    with pytest.raises(ValueError, match="act_bits"):
+        build_model("lenet5", act_bits=0)

@@ -1,5 +1,11 @@
-"""Model folders (save/load/card checks) and the ANNT/tensorpack LeNet-5 import."""
+"""Model folders (save/load/card checks, broken files named by their fault) and the ANNT/tensorpack
+LeNet-5 import."""
 import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +14,7 @@ import tensorflow as tf
 from annt.models.architectures import build_model
 from annt.errors import ModelError
 from annt.models.folder import load_model_folder, save_model_folder
+from annt.models.quantizers import Quantizer
 from annt.models.tensorpack import import_tensorpack_lenet5
 
 CALLER_CARD = {"dataset": "mnist", "val_accuracy": 0.98, "test_accuracy": 0.975, "epochs": 3,
@@ -40,7 +47,9 @@ def test_round_trip_gives_identical_logits_in_safe_mode(saved):
     loaded, card = load_model_folder(folder, expect_arch="mnist_a", expect_weight_bits=4, expect_act_bits=2)
     x = np.random.default_rng(0).random((5, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
-    assert loaded.get_layer("conv1").weight_bits == 4 and loaded.get_layer("conv1_qa").bits == 2
+    assert loaded.get_layer("conv1").kernel_quantizer == Quantizer("dorefa_weights", {"bits": 4})
+    assert loaded.get_layer("conv1_qa").quantizer == Quantizer("dorefa_activations", {"bits": 2})
+    assert loaded.get_layer("conv0").kernel_quantizer is None
     assert card["val_accuracy"] == 0.98
 
 
@@ -79,8 +88,121 @@ def test_missing_or_broken_folders_raise_model_error(tmp_path, saved):
     with pytest.raises(ModelError, match="has no model.keras"):
         load_model_folder(bad)
     (bad / "model.keras").write_bytes(b"not a zip")
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="is not a complete Keras archive"):
         load_model_folder(bad)
+
+
+@pytest.fixture
+def copy_of(saved, tmp_path):
+    """A fresh copy of the saved folder, and the bytes of its model.keras."""
+    folder = tmp_path / "copy"
+    shutil.copytree(saved[1], folder)
+    return folder, (folder / "model.keras").read_bytes()
+
+
+def _rewrite_archive(path: Path, change):
+    """Rewrite the zip at ``path`` with ``change(name, data) -> data | None`` (None drops the entry)."""
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info.filename)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            data = change(info.filename, data)
+            if data is not None:
+                z.writestr(info, data)
+
+
+def _load_error(folder) -> str:
+    with pytest.raises(ModelError) as err:
+        load_model_folder(folder)
+    msg = str(err.value)
+    assert "\n" not in msg and "File not found" not in msg  # one line, and never the old misleading text
+    return msg
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_truncated_model_file_is_named_truncated_with_its_size(copy_of, cut):
+    folder, data = copy_of
+    (folder / "model.keras").write_bytes(data[:int(len(data) * cut)])
+    msg = _load_error(folder)
+    assert f"model.keras is not a complete Keras archive ({int(len(data) * cut)} bytes; truncated" in msg
+
+
+def test_empty_model_file_is_named_with_zero_bytes(copy_of):
+    folder, _ = copy_of
+    (folder / "model.keras").write_bytes(b"")
+    assert "model.keras is not a complete Keras archive (0 bytes; truncated" in _load_error(folder)
+
+
+@pytest.mark.parametrize("entry", ["model.weights.h5", "config.json"])
+def test_archive_missing_an_entry_names_it(copy_of, entry):
+    folder, _ = copy_of
+    _rewrite_archive(folder / "model.keras", lambda name, data: None if name == entry else data)
+    assert f"model.keras is not a Keras model archive (missing {entry})" in _load_error(folder)
+
+
+def test_truncated_weights_inside_a_complete_archive_are_named(copy_of):
+    folder, _ = copy_of
+    _rewrite_archive(folder / "model.keras", lambda name, data: data[:len(data) // 2] if name.endswith(".h5") else data)
+    msg = _load_error(folder)
+    assert msg.startswith(f"cannot load {folder / 'model.keras'}: ") and "truncated file" in msg
+
+
+def test_corrupted_byte_is_named_by_its_crc(copy_of):
+    folder, data = copy_of
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    (folder / "model.keras").write_bytes(bytes(flipped))
+    assert "Bad CRC-32 for file 'model.weights.h5'" in _load_error(folder)
+
+
+def test_unknown_quantizer_is_named_not_keras_wrapper_text(copy_of):
+    folder, _ = copy_of
+
+    def rename(name, data):
+        return data.replace(b'"dorefa_weights"', b'"dorefa_weightz"') if name == "config.json" else data
+
+    _rewrite_archive(folder / "model.keras", rename)
+    assert _load_error(folder).endswith("unknown quantizer 'dorefa_weightz'; registered: dorefa_activations, dorefa_weights")
+
+
+def test_model_file_from_before_quantizer_specs_loads_with_the_same_logits(copy_of, saved):
+    # weight_bits / bits, as every model.keras written before kernel_quantizer held them
+    folder, _ = copy_of
+
+    def legacy(name, data):
+        if name != "config.json":
+            return data
+        cfg = json.loads(data)
+        for layer in cfg["config"]["layers"]:
+            c = layer["config"]
+            if "kernel_quantizer" in c:
+                q = c.pop("kernel_quantizer")
+                c["weight_bits"] = 32 if q is None else q["params"]["bits"]
+            if "quantizer" in c:
+                c["bits"] = c.pop("quantizer")["params"]["bits"]
+        return json.dumps(cfg).encode()
+
+    _rewrite_archive(folder / "model.keras", legacy)
+    with zipfile.ZipFile(folder / "model.keras") as z:
+        assert b"weight_bits" in z.read("config.json") and b"kernel_quantizer" not in z.read("config.json")
+    loaded, _ = load_model_folder(folder)
+    x = np.random.default_rng(2).random((4, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(loaded(x).numpy(), saved[0](x).numpy())
+    assert loaded.get_layer("conv1").kernel_quantizer == Quantizer("dorefa_weights", {"bits": 4})
+
+
+def test_resnet_folder_loads_in_a_fresh_process(tmp_path):
+    # Only what annt.models.folder imports may be needed to load any annt model (ChannelPad included).
+    model = build_model("resnet20", weight_bits=2, act_bits=2)
+    save_model_folder(model, tmp_path / "r", {"dataset": "cifar10"})
+    x = np.random.default_rng(3).random((2, 32, 32, 3), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np; from annt.models.folder import load_model_folder; "
+            "m, _ = load_model_folder(sys.argv[1]); np.save(sys.argv[2], m(np.load(sys.argv[3])).numpy())")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r"), str(tmp_path / "y.npy"), str(tmp_path / "x.npy")],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model(x).numpy())
 
 
 def test_card_contradicting_the_model_is_refused(tmp_path):

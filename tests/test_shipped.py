@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from annt.config import load_config
@@ -29,7 +30,7 @@ def test_shipped_config_validates(path):
         load_config(path)
     except ConfigError as e:  # fails only for the missing prerequisite, with a one-line message
         assert "\n" not in str(e)
-        assert any(s in str(e) for s in ("no such file or folder", "pattern matches nothing"))
+        assert any(s in str(e) for s in ("no such file or folder", "pattern matches nothing", "no such model folder"))
 
 
 def test_configuration_page_is_generated_from_the_schema():
@@ -70,11 +71,71 @@ def test_shipped_model_graph_matches_its_card(folder):
         layers = json.loads(z.read("config.json"))["config"]["layers"]
     kinds = [layer["class_name"] for layer in layers]
     assert ("BatchNormalization" in kinds) is card["batchnorm"]
-    hidden = [layer["config"]["weight_bits"] for layer in layers
+
+    def bits(spec, name):  # a DoReFa quantizer spec's width; None (identity) is full precision
+        if spec is None:
+            return 32
+        assert spec["name"] == name
+        return spec["params"]["bits"]
+
+    hidden = [bits(layer["config"]["kernel_quantizer"], "dorefa_weights") for layer in layers
               if layer["class_name"] in ("QuantConv2D", "QuantDense") and layer["config"]["name"] not in ("conv0", "linear")]
     assert hidden and set(hidden) == {card["bits"]["weights"]}
-    act = {layer["config"]["bits"] for layer in layers if layer["class_name"] == "QuantActivation"}
+    act = {bits(layer["config"]["quantizer"], "dorefa_activations") for layer in layers if layer["class_name"] == "QuantActivation"}
     assert act == (set() if card["bits"]["activations"] == 32 else {card["bits"]["activations"]})
+
+
+def _shipped_layers(folder):
+    import zipfile
+
+    with zipfile.ZipFile(folder / "model.keras") as z:
+        return json.loads(z.read("config.json"))["config"]["layers"]
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_model_file_is_what_build_model_builds_today(folder):
+    # The stored graph (layer classes, names, quantizer specs, modules) is the one the current code
+    # builds from the card, so the shipped files are not an older format that only loads by accident.
+    from keras.saving import serialize_keras_object
+
+    from annt.models.architectures import build_model
+
+    card = json.loads((folder / "card.json").read_text())
+    model = build_model(card["arch"], tuple(card["input_shape"]), card["num_classes"], card["bits"]["weights"],
+                        card["bits"]["activations"], card["quantize_first_last"], card["batchnorm"],
+                        card["quantize_last_hidden"])
+    built = json.loads(json.dumps(serialize_keras_object(model)))["config"]["layers"]
+
+    def summary(layers):
+        return [(l["class_name"], l["name"], l.get("module"), l["config"].get("kernel_quantizer"),
+                 l["config"].get("quantizer"), sorted(l["config"])) for l in layers]
+
+    assert summary(_shipped_layers(folder)) == summary(built)
+
+
+#: Logits of every shipped model on the first 64 images of the shipped MNIST sample, computed with the
+#: code before quantizers became layer arguments (commit ebb43b1); float32, one array per folder name.
+REFERENCE_LOGITS = ROOT / "tests" / "data" / "shipped_logits.npz"
+
+
+def test_every_shipped_model_has_reference_logits():
+    with np.load(REFERENCE_LOGITS) as ref:
+        assert sorted(k for k in ref.files if k != "image_index") == [p.name for p in SHIPPED]
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_model_gives_its_reference_logits_on_real_mnist(folder):
+    from annt.data import load_sample
+    from annt.models.folder import load_model_folder
+
+    with np.load(REFERENCE_LOGITS) as ref:
+        want, index = ref[folder.name], ref["image_index"]
+    ds = load_sample()
+    np.testing.assert_array_equal(ds.index[:len(index)], index)  # the same real test images
+    model, _ = load_model_folder(folder)
+    got = model(ds.x[:len(index)], training=False).numpy()
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def test_models_readme_table_is_generated_from_the_cards():

@@ -23,6 +23,7 @@ from annt.errors import ModelError
 from annt.io import atomic_write_json
 from annt.models.card import CARD_FILE, MODEL_FILE, card_bits, check_model_file, make_card, read_card
 
+
 def save_model_folder(model: keras.Model, folder: str | os.PathLike, card: dict[str, Any]) -> Path:
     """Write ``folder/model.keras`` and ``folder/card.json`` atomically; return the folder.
 
@@ -42,6 +43,17 @@ def save_model_folder(model: keras.Model, folder: str | os.PathLike, card: dict[
         raise
     atomic_write_json(folder / CARD_FILE, full_card)
     return folder
+
+
+def _root_cause(err: Exception) -> str:
+    """One line naming the fault: Keras wraps a layer's error in one "could not be deserialized"
+    paragraph per nesting level, each ending with ``Exception encountered: <inner error>``."""
+    text = str(err)
+    marker = "Exception encountered: "
+    if marker in text:
+        text = text.rsplit(marker, 1)[1]
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__
 
 
 def load_model_folder(
@@ -68,9 +80,8 @@ def load_model_folder(
     path = folder / MODEL_FILE
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except Exception as err:  # corrupt zip, unknown layer, unsafe lambda, ...
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ModelError(f"cannot load {path}: {msg}") from None
+    except Exception as err:  # corrupt weights, unknown layer or quantizer, unsafe lambda, ...
+        raise ModelError(f"cannot load {path}: {_root_cause(err)}") from None
     model.annt_options = {
         "arch": card["arch"], "weight_bits": weight_bits, "act_bits": act_bits,
         **{k: card[k] for k in ("quantize_first_last", "batchnorm", "quantize_last_hidden",

@@ -52,10 +52,14 @@ class Quantizer:
             raise ValueError(f"unknown quantizer {name!r}; registered: {', '.join(sorted(QUANTIZERS))}")
         fn, checks = QUANTIZERS[name]
         params = dict(params or {})
-        try:
-            inspect.signature(fn).bind(None, **params)
-        except TypeError as err:
-            raise ValueError(f"quantizer {name!r}: {err}") from None
+        accepted = list(inspect.signature(fn).parameters.values())[1:]  # after the tensor
+        unknown = sorted(set(params) - {p.name for p in accepted})
+        if unknown:
+            raise ValueError(f"quantizer {name!r} has no parameter {unknown[0]!r} "
+                             f"(parameters: {', '.join(p.name for p in accepted) or 'none'})")
+        missing = [p.name for p in accepted if p.default is inspect.Parameter.empty and p.name not in params]
+        if missing:
+            raise ValueError(f"quantizer {name!r} needs parameter {missing[0]!r}")
         for key, check in checks.items():
             if key in params:
                 params[key] = check(params[key])
