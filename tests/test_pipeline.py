@@ -306,6 +306,7 @@ def test_transfer_refuses_targets_that_would_share_a_label(tmp_path, tiny_models
     assert run_main([cfg]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "transfer.targets" in err[0] and "both would be labelled 'lenet5-fp'" in err[0]
+    assert not (tmp_path / "runs").exists()  # refused by the config check, before any run folder
 
 
 def test_annt_three_key_set_loads_and_transfers(tmp_path, tiny_models, mnist_sample):

@@ -41,6 +41,10 @@ def check(ctx, cfg) -> None:
                            lambda p: (p / "card.json").is_file() and (p / "model.keras").is_file(),
                            "is not a model folder (needs card.json and model.keras)")
     check_sets_fit_models(ctx, "transfer.sources", t["sources"], t["targets"])
+    try:  # two sources (or targets) that the matrix could not tell apart
+        check_unique_labels(t["sources"], t["targets"])
+    except LabelCollision as e:
+        raise ctx.fail(e.key, e.value, e.reason) from None
 
 
 
