@@ -183,6 +183,10 @@ def test_direct_inference_reproduces_attack_time_numbers(tmp_path, tiny_models):
         """)
     assert run_main([cfg]) == 0
     inf = json.loads((only_run(tmp_path, "infer") / "results.json").read_text())
+    agg = inf["aggregate"]["adversarial_accuracy"]
+    assert agg["n"] == 2
+    log = (only_run(tmp_path, "infer") / "log.txt").read_text()
+    assert f"adversarial accuracy over 2 run(s): {agg['mean']:.4f}" in log
     at = json.loads((atk / "results.json").read_text())
     assert inf["direct"] is True
     for a, b in zip(at["runs"], inf["runs"]):

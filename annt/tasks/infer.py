@@ -14,7 +14,7 @@ from annt.io import atomic_write_text
 
 from annt.models.card import read_card_json
 from annt.runs import Run
-from annt.tables import to_csv
+from annt.tables import pm, to_csv
 from annt.config.schema import Key
 from annt.config.sections import adversarial_path, check_data, check_model, check_sets_fit_models
 
@@ -66,8 +66,10 @@ def run_infer(cfg: dict, run: Run) -> dict:
         run.log.info("run %d (%s): %d of %d samples counted, adversarial accuracy %.4f (all samples: %.4f)", r,
                      "direct" if direct else "transfer", res.summary["n"], len(s), res.summary["adversarial_accuracy"],
                      res.summary_all["adversarial_accuracy"])
+    agg = aggregate(per_run)
+    run.log.info("adversarial accuracy over %d run(s): %s", len(per_run), pm(agg["adversarial_accuracy"]))
     return {"mode": "adversarial", "model": model_label(card), "direct": _same_model(sets[0].metadata.get("source_model"), cfg["model"]),
-            "runs": per_run, "aggregate": aggregate(per_run), "elapsed_s": round(time.time() - t0, 2)}
+            "runs": per_run, "aggregate": agg, "elapsed_s": round(time.time() - t0, 2)}
 
 
 def _same_model(source: dict | None, model_cfg: dict) -> bool:
