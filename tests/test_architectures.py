@@ -191,3 +191,25 @@ def test_bad_arguments_are_refused():
         build_model("lenet5", weight_bits=3)
     with pytest.raises(ValueError, match="act_bits"):
         build_model("lenet5", act_bits=0)
+
+
+def test_models_package_is_tensorflow_free_until_a_builder_is_used():
+    # config validation imports annt.models.registry and annt.models.card; neither may pull in TF
+    import subprocess
+    import sys
+
+    code = ("import sys, annt.models, annt.models.registry, annt.models.card; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'; "
+            "print(sorted(annt.models.ARCHITECTURES)[:2])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["['lenet5',", "'mnist_a']"]
+
+
+def test_build_model_and_the_registry_are_reachable_from_the_packages():
+    import annt
+    import annt.models
+    from annt.models import architectures
+
+    assert annt.models.build_model is architectures.build_model is annt.build_model
+    assert annt.ARCHITECTURES is annt.models.ARCHITECTURES is registry.ARCHITECTURES
