@@ -119,7 +119,6 @@ def build_model(
     return model
 
 
-#: Per-arch build defaults, derived from the registry (kept for callers of the old table).
 def _defaults(name: str) -> dict:
     from annt.data import DATASETS
 
@@ -128,6 +127,7 @@ def _defaults(name: str) -> dict:
             "quantize_last_hidden": entry.quantize_last_hidden}
 
 
+#: Per-arch build defaults derived from the registry and the datasets (benchmarks/ reads this table).
 ARCH_DEFAULTS: dict[str, dict] = {name: _defaults(name) for name in ARCHITECTURES}
 
 __all__ = ["ARCHITECTURES", "ARCH_DEFAULTS", "BN_MOMENTUM", "BuildSpec", "build_model", "default_input_shape"]
