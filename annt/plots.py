@@ -280,7 +280,12 @@ def transfer_heatmap_figure(
             color = _text_color(cmap(norm(v)))
             ax.text(c, r, text, ha="center", va="center", fontsize=SMALL_FONT_SIZE, color=color)
 
-    ax.set_xticks(range(n_cols), [_axis_label(v) for v in col_labels], fontsize=FONT_SIZE)
+    cols = [_axis_label(v) for v in col_labels]
+    ax.set_xticks(range(n_cols), cols, fontsize=FONT_SIZE)
+    if max(map(len, cols)) > 4:  # folder names, not bit widths: slanted so neighbours do not overlap
+        ax.tick_params(axis="x", labelrotation=30)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("right")
     ax.set_yticks(range(n_rows), [_axis_label(v) for v in row_labels], fontsize=FONT_SIZE)
     ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
     ax.set_ylabel(ylabel, fontsize=FONT_SIZE)

@@ -186,6 +186,15 @@ def test_transfer_heatmap_nan_cell_reads_na_and_is_grey(tmp_path):
     assert int(np.all(rgb == NAN_GREY, axis=-1).sum()) > 1000  # a whole grey cell, not a stray pixel
 
 
+def test_transfer_heatmap_slants_long_column_labels_only():
+    names = ["mnist_a-fp", "mnist_a-bn-fp"]
+    long = transfer_heatmap_figure(np.eye(2), ["FP", "4"], names, title="t", xlabel="target model").axes[0]
+    assert _ticks(long.get_xticklabels()) == names and long.get_xlabel() == "target model"
+    assert {t.get_rotation() for t in long.get_xticklabels()} == {30.0}
+    short = transfer_heatmap_figure(np.eye(2), ["FP", "4"], ["FP", "16"], title="t").axes[0]
+    assert {t.get_rotation() for t in short.get_xticklabels()} == {0.0}
+
+
 def test_transfer_heatmap_scale_spans_values_outside_unit_range():
     fig = transfer_heatmap_figure(np.array([[1.5, 3.0], [2.0, np.nan]]), [1, 2], [1, 2], title="mean L2",
                                   value_label="L2", xlabel="target model", ylabel="source model")
