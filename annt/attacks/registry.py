@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from annt.config.schema import NORMS as _NORMS, Context, Key, did_you_mean, walk
+from annt.config.schema import NORMS as _NORMS, REQUIRED, Context, Key, did_you_mean, walk
 from annt.errors import ConfigError
 
 __all__ = ["ATTACKS", "AttackSpec", "attack_spec", "paper_params", "validate_attack_params"]
@@ -37,7 +37,7 @@ def _count(default: int, doc: str, low: int = 1) -> Key:
 class AttackSpec:
     """Everything annt knows about one attack.
 
-    :ivar art_class: dotted path of the ART class, imported lazily.
+    :ivar art_class: dotted path of the ART class, imported lazily (None: annt's own, e.g. ``ensemble``).
     :ivar params: annt's parameters with ART's defaults and meanings (see ``to_art`` for those
         annt handles itself).
     :ivar paper: the paper's settings per dataset (only the parameters it fixes).
@@ -46,7 +46,8 @@ class AttackSpec:
     :ivar per_batch: ``False`` when one perturbation is fitted to the whole selection.
     :ivar to_art: maps validated params to ART constructor keyword arguments (default: as is).
     :ivar cross_check: rules across parameters, ``(params, params_path, ctx) -> None`` raising ``ctx.fail(...)``.
-    :ivar runner: name of the module function running the attack (default ``_run_art``).
+    :ivar runner: the function running the attack: a name in :mod:`annt.attacks.runner` (default
+        ``_run_art``) or ``"module:function"``.
     :ivar extras: output fields read off the ART attack object after ``generate``
         (``{AttackOutput field: attribute}``).
     :ivar gradients: the attack uses the model's gradients (white-box); gradient-free attacks
@@ -58,7 +59,7 @@ class AttackSpec:
     """
 
     name: str
-    art_class: str
+    art_class: str | None
     doc: str
     params: Mapping[str, Key]
     paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -103,6 +104,35 @@ def _uap_cross_check(p: dict, path: str, ctx: Context) -> None:
     inner = _UAP_INNER.get(p["attacker"])
     if inner is not None:
         p["attacker_params"] = _check_params(ATTACKS[inner], p["attacker_params"], f"{path}.attacker_params", ctx)
+
+
+def _ensemble_cross_check(p: dict, path: str, ctx: Context) -> None:
+    """Each member must be a registered attack inside the ensemble's threat model (same norm, eps no
+    larger); members are stored as ``{name, params (validated, with eps/norm filled), given}``."""
+    from annt.attacks.ensemble import DEFAULT_MEMBERS
+
+    members = []
+    for i, member in enumerate(p["attacks"] if p["attacks"] is not None else DEFAULT_MEMBERS):
+        where = f"{path}.attacks[{i}]"
+        # "given" marks a member validated before (generate re-validates resolved params): start from it again
+        if not isinstance(member, Mapping) or set(member) - {"name", "params", "given"} or "name" not in member:
+            raise ctx.fail(where, member, "a member is {name: ATTACK, params: {...}}")
+        spec = attack_spec(member["name"], where, ctx)
+        if spec.name == "ensemble":
+            raise ctx.fail(f"{where}.name", "ensemble", "an ensemble cannot contain an ensemble")
+        given = dict((member["given"] if "given" in member else member.get("params")) or {})
+        params = {**{k: p[k] for k in ("eps", "norm") if k in spec.params and (k != "eps" or spec.bounded)}, **given}
+        params = _check_params(spec, params, f"{where}.params", ctx)
+        norm = spec.threat_norm(params)
+        if norm != p["norm"]:
+            raise ctx.fail(f"{where}.name", spec.name, f"attacks in the {norm} norm, outside the ensemble's threat model "
+                           f"(norm {p['norm']}); use a member that attacks in norm {p['norm']}")
+        if spec.bounded and params.get("eps", p["eps"]) > p["eps"]:
+            raise ctx.fail(f"{where}.params.eps", params["eps"], f"must not exceed the ensemble's eps {p['eps']}")
+        members.append({"name": spec.name, "params": params, "given": given})
+    if not members:
+        raise ctx.fail(f"{path}.attacks", [], "an ensemble needs at least one member")
+    p["attacks"] = members
 
 
 _CW_PARAMS = {
@@ -214,6 +244,25 @@ ATTACKS: dict[str, AttackSpec] = {
         per_batch=False,
         cross_check=_uap_cross_check,
         extras={"perturbation": "noise", "fooling_rate": "fooling_rate"},
+    ),
+    "ensemble": AttackSpec(
+        name="ensemble",
+        art_class=None,
+        doc="Worst case over an attack ensemble (SPEC §12): a sample is robust only if every member fails within "
+            "eps in the ensemble's norm; default members APGD-CE, APGD-DLR, Square (annt.attacks.ensemble).",
+        params={
+            "attacks": Key("list", None, "members, each {name: ATTACK, params: {...}}; eps and norm are the "
+                           "ensemble's unless a member sets a smaller eps; null = APGD-CE, APGD-DLR, Square",
+                           item="dict", nullable=True),
+            "eps": Key("float", REQUIRED, "budget of the threat model on the [0, 1] scale, in the chosen norm",
+                       min=0.0, min_open=True),
+            "norm": Key("norm", "inf", "norm of the threat model: inf, 1 or 2", choices=_NORMS),
+        },
+        targeted="never",
+        cross_check=_ensemble_cross_check,
+        runner="annt.attacks.ensemble:run_ensemble",
+        extras={"members": "members"},
+        gradients=False,
     ),
 }
 

@@ -31,6 +31,8 @@ class AttackOutput:
     :ivar target: target class per sample (targeted runs, and JSMA's random targets), else None.
     :ivar perturbation: universal perturbation, shape ``(1, *image_shape)`` (``uap`` only).
     :ivar fooling_rate: fraction of the selection whose label the perturbation changes (``uap`` only).
+    :ivar members: ``ensemble`` only: ``names`` (member labels), ``evaded`` (members x samples: broken
+        within the threat model) and ``broken_by`` (index of the first member that broke each sample, -1: none).
     """
 
     x_adv: np.ndarray
@@ -42,6 +44,7 @@ class AttackOutput:
     params: dict
     perturbation: np.ndarray | None = None
     fooling_rate: float | None = None
+    members: dict | None = None
 
 
 def resolve_targets(y: np.ndarray, target: Any, nb_classes: int = 10, seed: int = 0) -> np.ndarray:
@@ -237,7 +240,7 @@ def generate(
 
     clean_pred = np.argmax(classifier.predict(x, batch_size=batch_size), axis=1)
     _seed_everything(seed)
-    runner = globals()[spec.runner]
+    runner = _import_class(spec.runner.replace(":", ".")) if ":" in spec.runner else globals()[spec.runner]
     x_adv, attack = runner(spec, classifier, x, y_onehot, resolved, targeted or spec.targeted == "always", batch_size)
     x_adv = np.asarray(x_adv, dtype=np.float32)
     adv_pred = np.argmax(classifier.predict(x_adv, batch_size=batch_size), axis=1)
@@ -279,6 +282,7 @@ class AttackResult:
     target: np.ndarray | None = None
     perturbation: np.ndarray | None = None
     fooling_rate: float | None = None
+    members: dict | None = None
 
 
 def attack(model, x: np.ndarray, y: np.ndarray, name: str, *, index: np.ndarray | None = None,
@@ -317,5 +321,12 @@ def _combine(x, y, index, outs, model=None) -> AttackResult:
     if target is not None:
         for r, t in zip(records, target):
             r["target"] = int(t)
+    members = None
+    if outs[0].members is not None:
+        from annt.attacks.ensemble import combine_members
+
+        members = combine_members([o.members for o in outs], outs[0].members["names"])
+        for r, i in zip(records, members["broken_by"]):
+            r["broken_by"] = members["names"][i] if i >= 0 else ""
     return AttackResult(x_adv, records, summarize(records), clean_pred, adv_pred, target,
-                        outs[0].perturbation, outs[0].fooling_rate)
+                        outs[0].perturbation, outs[0].fooling_rate, members)

@@ -132,8 +132,9 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def records_csv(records: list[dict]) -> str:
-    """The per-sample CSV: :data:`RECORD_FIELDS` (plus ``counted`` when present); ``target`` empty if untargeted."""
-    fields = RECORD_FIELDS + (("counted",) if records and "counted" in records[0] else ())
+    """The per-sample CSV: :data:`RECORD_FIELDS` plus ``counted`` (evaluation on another model) and
+    ``broken_by`` (ensembles: the first member that broke the sample) when present; ``target`` empty if untargeted."""
+    fields = RECORD_FIELDS + tuple(k for k in ("counted", "broken_by") if records and k in records[0])
     return to_csv(records, fields)
 
 

@@ -26,6 +26,7 @@ from annt.io import atomic_save_npz, atomic_write_text
 from annt.evaluation.metrics import DISTANCES, aggregate, records_csv, sample_records, summarize
 from annt.runs import Run
 from annt.tables import fmt as _fmt, pm as _pm
+from annt.attacks.ensemble import member_label, summarize_members
 from annt.attacks.runner import AttackResult, _combine, batch_seed
 from annt.evaluation.predict import predict_labels, select_samples
 from annt.progress import progress_bar
@@ -36,8 +37,9 @@ from annt.config.sections import check_data, check_model, split_size
 USES = ("data", "model", "attack")  # the config sections this task reads
 SECTION = {
     "name": Key("choice", None, "Attack (see wiki/Attacks.md).", nullable=True, choices=tuple(ATTACKS)),
-    "preset": Key("choice", None, "Start params from a named preset (`paper`: SPEC §6 settings for the dataset).",
-                  choices=("paper",), nullable=True),
+    "preset": Key("choice", None, "Start params from a named preset: `paper` (SPEC §6 settings for the dataset) or "
+                  "`robust` (the worst case over SPEC §12's default ensemble, APGD-CE, APGD-DLR and Square, at "
+                  "params.eps and params.norm; sets name: ensemble).", choices=("paper", "robust"), nullable=True),
     "params": Key("dict", None, "Attack parameters with ART's meaning; unknown ones are rejected.", nullable=True),
     "samples": Key("int", 100, "Clean images attacked per run.", min=1),
     "select": Key("choice", "random", "random (seeded) or first N of the split.", choices=("random", "first")),
@@ -56,6 +58,10 @@ def check(ctx, cfg) -> None:
     check_data(ctx, cfg)
     check_model(ctx, cfg, need_checkpoint=True)
     a = cfg["attack"]
+    if a["preset"] == "robust":
+        if a["name"] not in (None, "ensemble"):
+            raise ctx.fail("attack.name", a["name"], "preset robust is the ensemble attack; leave attack.name out")
+        a["name"] = "ensemble"
     if a["name"] is None:
         raise ctx.fail("attack.name", None, f"required; allowed: {', '.join(ATTACKS)}")
     params = paper_params(a["name"], cfg["data"]["dataset"], ctx) if a["preset"] == "paper" else {}
@@ -113,6 +119,7 @@ def run_attack(cfg: dict, run: Run) -> dict:
         checkpoint=cfg["model"]["checkpoint"], seed=cfg["seed"], dataset=ds,
         selection={"samples": a["samples"], "select": a["select"], "only_correct": a["only_correct"], "runs": a["runs"]})
     partial = run.file("partial")
+    member_names = [member_label(m) for m in a["params"]["attacks"]] if a["name"] == "ensemble" else None
     per_run = []
     for r, positions in enumerate(selections):
         final = run.file(set_name(r))
@@ -130,7 +137,7 @@ def run_attack(cfg: dict, run: Run) -> dict:
                 for b, sl in enumerate(chunks):
                     part = partial / f"run{r}_batch{b:04d}.npz"
                     if part.is_file():  # finished before an interruption
-                        outs.append(_load_part(part))
+                        outs.append(_load_part(part, member_names))
                     else:
                         t = target[sl] if isinstance(target, np.ndarray) else target
                         out = attacks_mod.generate(classifier, x[sl], y[sl], a["name"], params=a["params"],
@@ -141,6 +148,9 @@ def run_attack(cfg: dict, run: Run) -> dict:
                     bar.update(1)
             result = _combine(x, y, index, outs, model)
             meta = {**meta_base, "run": r, "fooling_rate": result.fooling_rate}
+            if result.members is not None:  # kept in the set, so a resumed run reports it too
+                meta["ensemble"] = {"names": member_names, "evaded": result.members["evaded"].tolist(),
+                                    "broken_by": result.members["broken_by"].tolist()}
             s = AdversarialSet(images=result.x_adv, labels=y, image_index=index, clean_images=x,
                                clean_pred=result.clean_pred, adv_pred=result.adv_pred,
                                target=result.target if result.target is not None else np.full(len(y), -1),
@@ -155,6 +165,8 @@ def run_attack(cfg: dict, run: Run) -> dict:
             summary["perturbation"] = f"perturbation_run{r}.npy"
         if a["targeted"]:
             summary["targeted_success_rate"] = float(np.mean(result.adv_pred == result.target))
+        if result.members is not None:
+            summary["ensemble"] = summarize_members(result.members)
         per_run.append(summary)
         _log_summary(run, r, summary)
     if partial.is_dir() and not any(partial.iterdir()):
@@ -171,12 +183,18 @@ def run_attack(cfg: dict, run: Run) -> dict:
 def _result_from_set(s: AdversarialSet) -> AttackResult:
     records = sample_records(s.image_index, s.labels, s.clean_pred, s.adv_pred, s.clean_images, s.images)
     tgt = s.target if s.target is not None and np.all(s.target >= 0) else None
+    members = s.metadata.get("ensemble")
+    if members is not None:
+        members = {"names": members["names"], "evaded": np.asarray(members["evaded"], dtype=bool),
+                   "broken_by": np.asarray(members["broken_by"], dtype=np.int64)}
     return AttackResult(s.images, records, summarize(records), s.clean_pred, s.adv_pred, tgt, None,
-                        s.metadata.get("fooling_rate"))
+                        s.metadata.get("fooling_rate"), members)
 
 
 def _save_part(path: Path, out) -> None:
     arrays = {"x_adv": out.x_adv, "clean_pred": out.clean_pred, "adv_pred": out.adv_pred}
+    if out.members is not None:
+        arrays["member_evaded"], arrays["broken_by"] = out.members["evaded"], out.members["broken_by"]
     if out.target is not None:
         arrays["target"] = out.target
     if out.perturbation is not None:
@@ -193,13 +211,16 @@ class _Part:
     target: np.ndarray | None
     perturbation: np.ndarray | None
     fooling_rate: float | None
+    members: dict | None = None
 
 
-def _load_part(path: Path) -> _Part:
+def _load_part(path: Path, member_names: list[str] | None) -> _Part:
     with np.load(path, allow_pickle=False) as f:
+        members = ({"names": member_names, "evaded": f["member_evaded"], "broken_by": f["broken_by"]}
+                   if "broken_by" in f.files else None)
         return _Part(f["x_adv"], f["clean_pred"], f["adv_pred"], f["target"] if "target" in f.files else None,
                      f["perturbation"] if "perturbation" in f.files else None,
-                     float(f["fooling_rate"]) if "fooling_rate" in f.files else None)
+                     float(f["fooling_rate"]) if "fooling_rate" in f.files else None, members)
 
 
 def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResult, grid_samples: int) -> None:
@@ -230,3 +251,8 @@ def _log_summary(run: Run, r: int, s: dict) -> None:
                  _fmt(succ["linf"]["mean"]), _fmt(succ["l2"]["median"]))
     if "fooling_rate" in s:
         run.log.info("run %d: universal perturbation fooling rate %s", r, _fmt(s["fooling_rate"]))
+    if "ensemble" in s:
+        e = s["ensemble"]
+        run.log.info("run %d: worst case over %d attacks %s; per attack: %s", r, len(e["members"]),
+                     _fmt(e["worst_case_accuracy"]), ", ".join(f"{m['name']} {_fmt(m['adversarial_accuracy'])}"
+                                                               for m in e["members"]))
