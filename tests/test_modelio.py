@@ -278,3 +278,15 @@ def test_tensorpack_import_names_missing_and_misshapen_variables(tmp_path):
         import_tensorpack_lenet5(prefix)
     with pytest.raises(ModelError, match="cannot read"):
         import_tensorpack_lenet5(tmp_path / "missing" / "ckpt")
+
+
+def test_model_folder_files_respect_the_umask(tmp_path, saved):
+    import os
+
+    model, _ = saved
+    old = os.umask(0o022)
+    try:
+        folder = save_model_folder(model, tmp_path / "shared", {"dataset": "mnist"})
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"model.keras": 0o644, "card.json": 0o644}

@@ -12,7 +12,6 @@ Loading always checks the card against what the caller expects, so a config that
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import keras
 
 import annt.models.layers  # noqa: F401  registers the annt layers for safe-mode loading
 from annt.errors import ModelError
-from annt.io import atomic_write_json
+from annt.io import atomic_path, atomic_write_json
 from annt.models.card import CARD_FILE, MODEL_FILE, card_bits, check_model_file, make_card, read_card
 
 
@@ -33,14 +32,8 @@ def save_model_folder(model: keras.Model, folder: str | os.PathLike, card: dict[
     folder = Path(folder)
     full_card = make_card(model, card)  # validate before touching the disk
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".tmp.keras")
-    os.close(fd)
-    try:
+    with atomic_path(folder / MODEL_FILE, suffix=".keras") as tmp:  # respects the umask, as every result file
         model.save(tmp, overwrite=True)
-        os.replace(tmp, folder / MODEL_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     atomic_write_json(folder / CARD_FILE, full_card)
     return folder
 
