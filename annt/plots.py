@@ -40,6 +40,8 @@ __all__ = [
     "transfer_heatmap_figure",
     "accuracy_vs_bits",
     "accuracy_vs_bits_figure",
+    "curves",
+    "curves_figure",
 ]
 
 DPI = 120
@@ -370,3 +372,51 @@ def accuracy_vs_bits_figure(
 def accuracy_vs_bits(path: str | os.PathLike, series: Mapping[str, Mapping[Any, float]], **kwargs) -> Path:
     """Write :func:`accuracy_vs_bits_figure` (same arguments) as a PNG at ``path``; returns ``path``."""
     return _save(accuracy_vs_bits_figure(series, **kwargs), path)
+
+
+# --------------------------------------------------------------------------- curves over a numeric axis
+
+
+def curves_figure(
+    series: Mapping[str, Mapping[float, float]],
+    *,
+    xlabel: str,
+    ylabel: str = "accuracy",
+    title: str | None = None,
+    log_x: bool = False,
+) -> Figure:
+    """One line per series of value against a numeric x (eps, iterations, thresholds).
+
+    ``series`` maps a name to ``{x: value}``; points are drawn in increasing x, NaN values skipped.
+    With ``log_x`` the x axis is logarithmic (iterations). When every value lies in [0, 1] the y
+    axis is fixed to [0, 1]. One ``Line2D`` per series, labelled with its name.
+    """
+    if not series:
+        raise ValueError("no series to plot")
+    fig = _new_figure((6.0, 3.8))
+    ax = fig.subplots()
+    markers = ("o", "s", "^", "D", "v", "P", "X", "*")
+    values = []
+    for k, (name, points) in enumerate(series.items()):
+        pts = sorted((float(x), float(v)) for x, v in points.items() if v is not None and math.isfinite(float(v)))
+        values.extend(v for _, v in pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[k % len(markers)], linewidth=1.5,
+                markersize=5, label=str(name))
+    if log_x:
+        ax.set_xscale("log")
+    if values and min(values) >= 0.0 and max(values) <= 1.0:
+        ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
+    ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=SMALL_FONT_SIZE)
+    if title:
+        ax.set_title(title, fontsize=FONT_SIZE + 1)
+    ax.grid(True, alpha=0.4)
+    ax.legend(fontsize=SMALL_FONT_SIZE, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def curves(path: str | os.PathLike, series: Mapping[str, Mapping[float, float]], **kwargs) -> Path:
+    """Write :func:`curves_figure` (same arguments) as a PNG at ``path``; returns ``path``."""
+    return _save(curves_figure(series, **kwargs), path)
