@@ -18,6 +18,7 @@ TASKS = {
     "infer": "annt.tasks.infer:run_infer",
     "transfer": "annt.tasks.transfer:run_transfer",
     "report": "annt.tasks.report:run_report",
+    "diagnose": "annt.tasks.diagnose:run_diagnose",
 }
 
 
