@@ -1,3 +1,4 @@
+"""``python -m annt CONFIG``: the same as the ``annt`` command."""
 import sys
 
 from annt.cli import main
