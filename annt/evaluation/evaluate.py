@@ -1,4 +1,4 @@
-"""Direct and transfer evaluation of adversarial sets on a model (SPEC §7): counting rules and per-sample records."""
+"""Direct and transfer evaluation of adversarial sets on a model (SPEC §7): counting rules and per-sample records.
 
 Counting rule (the paper's): a sample counts on a target model only if the target classifies its
 clean image correctly (and the source did too, when the set was prefiltered with
