@@ -10,6 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Importing ART runs logging.config.dictConfig, which closes every logging handler that exists. absl's
+# handler (made when TensorFlow is first imported) then closes its stream if that is no longer the
+# current sys.stderr: under pytest that is a capture file, and the whole session's capture breaks
+# ("I/O operation on closed file") when the two imports happen in tests with different captures.
+# Import both once, here, while sys.stderr is still the session's.
+import tensorflow  # noqa: E402,F401
+import art  # noqa: E402,F401
+
 
 @pytest.fixture
 def fake_model_dir(tmp_path):
