@@ -16,6 +16,10 @@ Accuracy over the ``n`` attacked samples with true labels ``y``:
   ``adv_pred != y``.
 
 Distance statistics are reported over successful samples (the paper's convention) and over all.
+
+Curves (SPEC §12): a minimum-norm attack's robust accuracy at thresholds t,
+``acc(t) = mean_i [adv_pred_i == y_i  or  d_i > t]`` (:func:`robust_accuracy_at`), and curves over
+runs as mean ± std per x value (:func:`aggregate_curve`).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import numpy as np
 
 from annt.tables import mean_std, to_csv
 
-__all__ = ["L0_THRESHOLD", "DISTANCES", "RECORD_FIELDS", "aggregate", "perturbation_norms", "records_csv", "sample_records", "summarize"]
+__all__ = ["L0_THRESHOLD", "DISTANCES", "RECORD_FIELDS", "aggregate", "aggregate_curve", "perturbation_norms",
+           "records_csv", "robust_accuracy_at", "sample_records", "summarize"]
 
 L0_THRESHOLD = 1e-6
 """An element counts as changed when ``|δ| > L0_THRESHOLD`` (float32 round-off is ~6e-8 at 1.0)."""
@@ -138,13 +143,53 @@ def records_csv(records: list[dict]) -> str:
     return to_csv(records, fields)
 
 
+def robust_accuracy_at(distances: Any, evaded: Any, thresholds: Iterable[float]) -> list[dict[str, float]]:
+    """Robust accuracy of a minimum-norm attack at each threshold (SPEC §12).
+
+    A sample is robust at ``t`` when the attack failed on it (``evaded`` False: still classified as
+    its true label) or its adversarial lies farther than ``t``:
+    ``acc(t) = mean_i [not evaded_i or d_i > t]``; a distance exactly ``t`` is within the threat model.
+
+    :param distances: per-sample ``‖x_adv − x‖`` in the attack's threat norm, on the [0, 1] scale
+        (L0: number of changed elements), shape ``(N,)``.
+    :param evaded: per-sample ``adv_pred != y``, shape ``(N,)``.
+    :return: ``[{"eps": t, "accuracy": acc(t)}, ...]`` in the order given; accuracy NaN when ``N == 0``.
+    """
+    d = np.asarray(distances, dtype=np.float64).reshape(-1)
+    broken = np.asarray(evaded, dtype=bool).reshape(-1)
+    if d.shape != broken.shape:
+        raise ValueError(f"distances has {d.size} entries, evaded {broken.size}")
+    return [{"eps": float(t), "accuracy": float(np.mean(~broken | (d > t))) if d.size else float("nan")}
+            for t in thresholds]
+
+
+def aggregate_curve(curves: list[list[Mapping[str, Any]]], x: str, y: str) -> list[dict[str, Any]]:
+    """A curve over runs: per ``x`` value (in the first run's order), ``{x: value, y: mean_std over runs}``.
+
+    Every run's curve must have the same ``x`` values (runs of one config do)."""
+    if not curves:
+        return []
+    xs = [p[x] for p in curves[0]]
+    for c in curves[1:]:
+        if [p[x] for p in c] != xs:
+            raise ValueError(f"curves differ in their {x} values: {xs} vs {[p[x] for p in c]}")
+    return [{x: v, y: mean_std(c[i][y] for c in curves)} for i, v in enumerate(xs)]
+
+
 def aggregate(per_run: list[dict]) -> dict:
     """Mean, population std and count over runs (:func:`annt.tables.mean_std`) of each run's headline
-    numbers: accuracies, success rate, mean distances (successful and all), fooling rate."""
+    numbers: accuracies, success rate, mean distances (successful and all), fooling rate; and, when
+    the runs have them, the curves ``robust_accuracy_at`` (eps thresholds) and ``sweep`` (per swept
+    parameter), point by point (:func:`aggregate_curve`)."""
     out = {k: mean_std(p[k] for p in per_run) for k in ("clean_accuracy", "adversarial_accuracy", "success_rate")}
     for d in DISTANCES:
         out[f"{d}_successful_mean"] = mean_std(p[d]["successful"]["mean"] for p in per_run)
         out[f"{d}_all_mean"] = mean_std(p[d]["all"]["mean"] for p in per_run)
     if any("fooling_rate" in p for p in per_run):
         out["fooling_rate"] = mean_std(p.get("fooling_rate") for p in per_run)
+    if per_run and "robust_accuracy_at" in per_run[0]:
+        out["robust_accuracy_at"] = aggregate_curve([p["robust_accuracy_at"] for p in per_run], "eps", "accuracy")
+    if per_run and "sweep" in per_run[0]:
+        out["sweep"] = {k: aggregate_curve([p["sweep"][k] for p in per_run], "value", "adversarial_accuracy")
+                        for k in per_run[0]["sweep"]}
     return out

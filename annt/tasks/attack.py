@@ -6,6 +6,18 @@ samples), attacks them batch by batch (each finished batch is saved at once unde
 so an interrupted attack resumes where it stopped), then writes the adversarial set
 ``adversarial_run{r}.npz``, the per-sample table ``samples_run{r}.csv`` and the image grid
 ``grid_run{r}.png``; ``results.json`` holds each run's summary and the mean ± std over runs.
+
+**Sweeps.** ``params.eps`` and ``params.max_iter`` may be increasing lists. A run then attacks the
+same samples once per point: every eps at the last max_iter (accuracy vs eps), every max_iter at
+the last eps (accuracy vs iterations), each point with the same batch seeds. The final point (last
+eps, last max_iter) gives the headline numbers and the saved set, so a swept run's set is an
+ordinary one; the curves go to ``results.json`` (``runs[r].sweep``), ``sweep_run{r}.csv`` and
+``sweep_{param}_run{r}.png``. Partial batches are keyed by the point, so resume works per point.
+
+**Eps thresholds.** For a minimum-norm attack (``AttackSpec.bounded`` False), ``eps_thresholds``
+gives the robust accuracy at each threshold from the per-sample distances in the attack's threat
+norm (:func:`annt.evaluation.metrics.robust_accuracy_at`): ``runs[r].robust_accuracy_at``,
+``robust_curve_run{r}.csv`` and ``robust_curve_run{r}.png``.
 """
 from __future__ import annotations
 
@@ -23,15 +35,16 @@ from annt.evaluation.advset import AdversarialSet, load_adversarial_set, make_me
 from annt.data import load_split, require_data
 from annt.errors import AnntError
 from annt.io import atomic_save_npz, atomic_write_text
-from annt.evaluation.metrics import DISTANCES, aggregate, records_csv, sample_records, summarize
+from annt.evaluation.metrics import (DISTANCES, aggregate, records_csv, robust_accuracy_at, sample_records,
+                                     summarize)
 from annt.runs import Run
-from annt.tables import fmt as _fmt, pm as _pm
-from annt.attacks.ensemble import member_label, summarize_members
+from annt.tables import fmt as _fmt, pm as _pm, to_csv
+from annt.attacks.ensemble import distance, member_label, summarize_members
 from annt.attacks.runner import AttackResult, _combine, batch_seed
 from annt.evaluation.predict import predict_labels, select_samples
 from annt.progress import progress_bar
 from annt.attacks.registry import ATTACKS, paper_params, validate_attack_params
-from annt.config.schema import Key
+from annt.config.schema import Key, check as check_value
 from annt.config.sections import check_data, check_model, split_size
 
 USES = ("data", "model", "attack")  # the config sections this task reads
@@ -40,7 +53,9 @@ SECTION = {
     "preset": Key("choice", None, "Start params from a named preset: `paper` (SPEC §6 settings for the dataset) or "
                   "`robust` (the worst case over SPEC §12's default ensemble, APGD-CE, APGD-DLR and Square, at "
                   "params.eps and params.norm; sets name: ensemble).", choices=("paper", "robust"), nullable=True),
-    "params": Key("dict", None, "Attack parameters with ART's meaning; unknown ones are rejected.", nullable=True),
+    "params": Key("dict", None, "Attack parameters with ART's meaning; unknown ones are rejected. `eps` and `max_iter` "
+                  "also take an increasing list (a sweep: accuracy vs eps at the last max_iter and vs max_iter at the "
+                  "last eps, on the same samples; the saved set is the last point's).", nullable=True),
     "samples": Key("int", 100, "Clean images attacked per run.", min=1),
     "select": Key("choice", "random", "random (seeded) or first N of the split.", choices=("random", "first")),
     "only_correct": Key("bool", True, "Attack only images the source model classifies correctly (ANNT 'prefiltered')."),
@@ -49,6 +64,10 @@ SECTION = {
     "targeted": Key("bool", False, "Targeted attack (needs `target`)."),
     "target": Key("any", None, "Targets: next ((y+1) mod 10), random, or a list of class ids, one per sample.", nullable=True),
     "grid_samples": Key("int", 8, "Samples drawn in the PNG grid.", min=0, max=64),
+    "eps_thresholds": Key("list", None, "Minimum-norm attacks only (cw_l2, boundary, jsma, ...): robust accuracy "
+                          "at each threshold (increasing, > 0) from the per-sample distances in the attack's norm on "
+                          "the [0, 1] scale (L0: changed pixels); a sample is robust at t if the attack failed on it "
+                          "or its distance exceeds t.", item="float", nullable=True),
     "resume": Key("path", None, "Interrupted attack run folder to finish.", nullable=True, must_exist=True),
 }
 
@@ -64,9 +83,16 @@ def check(ctx, cfg) -> None:
         a["name"] = "ensemble"
     if a["name"] is None:
         raise ctx.fail("attack.name", None, f"required; allowed: {', '.join(ATTACKS)}")
+    spec = ATTACKS[a["name"]]
     params = paper_params(a["name"], cfg["data"]["dataset"], ctx) if a["preset"] == "paper" else {}
     params.update(a["params"] or {})
-    a["params"] = validate_attack_params(a["name"], params, "attack", ctx)
+    axes = _sweep_lists(ctx, spec, params)
+    last = {k: v[-1] for k, v in axes.items()}
+    for point in sweep_points(axes)[:-1]:  # every point obeys the attack's cross-parameter rules
+        validate_attack_params(a["name"], {**params, **point[2]}, "attack", ctx)
+    # the final point's params, with each swept key's list in its place (a valid config again)
+    a["params"] = {**validate_attack_params(a["name"], {**params, **last}, "attack", ctx), **axes}
+    _check_thresholds(ctx, spec, a["eps_thresholds"])
     if a["targeted"] and ATTACKS[a["name"]].targeted == "never":
         raise ctx.fail("attack.targeted", True, f"{a['name']} has no targeted variant; use targeted: false")
     available = split_size(cfg["data"])
@@ -88,6 +114,81 @@ def check(ctx, cfg) -> None:
         raise ctx.fail("attack.target", t, "only used when attack.targeted is true")
 
 
+# --------------------------------------------------------------------------- sweeps and thresholds
+#: Attack parameters that take a list of values (a sweep).
+SWEEPABLE = ("eps", "max_iter")
+
+
+def _increasing(ctx, path: str, values: list) -> None:
+    if not values:
+        raise ctx.fail(path, values, "a list needs at least one value")
+    for i in range(1, len(values)):
+        if values[i] <= values[i - 1]:
+            raise ctx.fail(f"{path}[{i}]", values[i], f"must exceed {path}[{i - 1}] = {values[i - 1]} "
+                           "(list increasing values)")
+
+
+def _sweep_lists(ctx, spec, params: dict) -> dict[str, list]:
+    """Pop the swept parameters out of ``params``: ``{key: [values]}``, each value checked with the
+    parameter's own rules (errors name ``attack.params.eps[i]``). A list for a parameter the attack
+    lacks is left for the unknown-key check; one for any other parameter is refused."""
+    axes = {}
+    for key, values in list(params.items()):
+        if not isinstance(values, list) or key not in spec.params or spec.params[key].kind == "list":
+            continue
+        path = f"attack.params.{key}"
+        if key not in SWEEPABLE:
+            raise ctx.fail(path, values, f"takes one value; only {' and '.join(SWEEPABLE)} take a list (a sweep)")
+        checked = [check_value(ctx, f"{path}[{i}]", spec.params[key], v) for i, v in enumerate(values)]
+        _increasing(ctx, path, checked)
+        axes[key] = checked
+        del params[key]
+    return {k: axes[k] for k in SWEEPABLE if k in axes}
+
+
+def sweep_axes(params: dict) -> dict[str, list]:
+    """The swept parameters of resolved attack params, ``{key: increasing values}`` ({} when none)."""
+    return {k: params[k] for k in SWEEPABLE if isinstance(params.get(k), list)}
+
+
+def final_params(params: dict) -> dict:
+    """Resolved attack params at the sweep's final point (each list's last value): the headline run."""
+    return {k: v[-1] if k in SWEEPABLE and isinstance(v, list) else v for k, v in params.items()}
+
+
+def sweep_points(axes: dict[str, list]) -> list[tuple[str | None, int, dict]]:
+    """The settings a sweep runs, as ``(axis, index in that axis, {key: value})``: every value of
+    each axis but its last, with the other axes at their last value, then the final point
+    ``(None, -1, {each key: last value})``. No sweep: just ``[(None, -1, {})]``."""
+    last = {k: v[-1] for k, v in axes.items()}
+    points = [(k, i, {**last, k: v}) for k, values in axes.items() for i, v in enumerate(values[:-1])]
+    return points + [(None, -1, last)]
+
+
+def _sweep_curves(axes: dict[str, list], accuracy: dict, final: float) -> dict:
+    """``{axis: [{value, adversarial_accuracy}]}`` from each point's accuracy; an axis's last value is the
+    final point (accuracy ``final``)."""
+    return {k: [{"value": v, "adversarial_accuracy": accuracy.get((k, i), final)} for i, v in enumerate(values)]
+            for k, values in axes.items()}
+
+
+def _check_thresholds(ctx, spec, thresholds) -> None:
+    if thresholds is None:
+        return
+    if spec.bounded:
+        minimum_norm = ", ".join(n for n, s in ATTACKS.items() if not s.bounded)
+        raise ctx.fail("attack.eps_thresholds", thresholds, f"only for minimum-norm attacks ({minimum_norm}); "
+                       f"{spec.name} searches an eps-ball, so its adversarial accuracy is already the one at "
+                       "params.eps (sweep it with a list of eps)")
+    for i, t in enumerate(thresholds):
+        if t <= 0:
+            raise ctx.fail(f"attack.eps_thresholds[{i}]", t, "must be a number > 0")
+    _increasing(ctx, "attack.eps_thresholds", thresholds)
+
+
+def _robust_curve(s: AdversarialSet, norm, thresholds) -> list[dict]:
+    return robust_accuracy_at(distance(s.clean_images, s.images, norm), s.adv_pred != s.labels, thresholds)
+
 
 def preflight(cfg: dict) -> None:
     """The dataset must be loadable before the run folder is made."""
@@ -103,6 +204,11 @@ def run_attack(cfg: dict, run: Run) -> dict:
 
     a = cfg["attack"]
     spec = ATTACKS[a["name"]]
+    axes = sweep_axes(a["params"])
+    params = final_params(a["params"])  # the headline numbers and the saved set are this point's
+    points = sweep_points(axes)
+    thresholds = a.get("eps_thresholds")  # absent in folders made before it existed (resume)
+    norm = spec.threat_norm(params)
     t0 = time.time()
     model, card = load_configured_model(cfg["model"])
     ds = load_split(cfg)
@@ -115,51 +221,67 @@ def run_attack(cfg: dict, run: Run) -> dict:
                                 runs=a["runs"], seed=cfg["seed"])
     classifier = make_classifier(model, nb_classes=int(card.get("num_classes") or 10))
     meta_base = make_metadata(
-        attack=a["name"], params=a["params"], targeted=a["targeted"], target_rule=a["target"], card=card,
+        attack=a["name"], params=params, targeted=a["targeted"], target_rule=a["target"], card=card,
         checkpoint=cfg["model"]["checkpoint"], seed=cfg["seed"], dataset=ds,
         selection={"samples": a["samples"], "select": a["select"], "only_correct": a["only_correct"], "runs": a["runs"]})
     partial = run.file("partial")
-    member_names = [member_label(m) for m in a["params"]["attacks"]] if a["name"] == "ensemble" else None
+    member_names = [member_label(m) for m in params["attacks"]] if a["name"] == "ensemble" else None
     per_run = []
     for r, positions in enumerate(selections):
         final = run.file(set_name(r))
         if final.is_file():  # finished before an interruption
             s = load_adversarial_set(final)
             result = _result_from_set(s)
+            sweep = s.metadata.get("sweep")
+            robust = _robust_curve(s, norm, thresholds) if thresholds else None
             run.log.info("run %d: already complete (resumed)", r)
         else:
             x, y, index = ds.x[positions], ds.y[positions], ds.index[positions]
             target = np.asarray(a["target"]) if isinstance(a["target"], list) else a["target"]
             step = a["batch_size"] if spec.per_batch else len(positions)
             chunks = [slice(i, i + step) for i in range(0, len(positions), step)]
-            outs = []
-            with progress_bar(len(chunks), f"{a['name']} run {r + 1}/{a['runs']}") as bar:
-                for b, sl in enumerate(chunks):
-                    part = partial / f"run{r}_batch{b:04d}.npz"
-                    if part.is_file():  # finished before an interruption
-                        outs.append(_load_part(part, member_names))
-                    else:
-                        t = target[sl] if isinstance(target, np.ndarray) else target
-                        out = attacks_mod.generate(classifier, x[sl], y[sl], a["name"], params=a["params"],
-                                                   targeted=a["targeted"], target=t,
-                                                   seed=batch_seed(cfg["seed"], r, b), batch_size=len(y[sl]))
-                        _save_part(part, out)
-                        outs.append(out)
-                    bar.update(1)
-            result = _combine(x, y, index, outs, model)
+            accuracy = {}  # (axis, index) -> adversarial accuracy at that sweep point
+            with progress_bar(len(points) * len(chunks), f"{a['name']} run {r + 1}/{a['runs']}") as bar:
+                for axis, i, setting in points:
+                    key = f"{axis}{i}_" if axis is not None else ""  # the final point keeps the plain names
+                    outs = []
+                    for b, sl in enumerate(chunks):
+                        part = partial / f"run{r}_{key}batch{b:04d}.npz"
+                        if part.is_file():  # finished before an interruption
+                            outs.append(_load_part(part, member_names))
+                        else:
+                            t = target[sl] if isinstance(target, np.ndarray) else target
+                            out = attacks_mod.generate(classifier, x[sl], y[sl], a["name"],
+                                                       params={**params, **setting}, targeted=a["targeted"],
+                                                       target=t, seed=batch_seed(cfg["seed"], r, b),
+                                                       batch_size=len(y[sl]))
+                            _save_part(part, out)
+                            outs.append(out)
+                        bar.update(1)
+                    result = _combine(x, y, index, outs, model)
+                    if axis is not None:
+                        accuracy[(axis, i)] = result.summary["adversarial_accuracy"]
+            sweep = _sweep_curves(axes, accuracy, result.summary["adversarial_accuracy"]) if axes else None
             meta = {**meta_base, "run": r, "fooling_rate": result.fooling_rate}
             if result.members is not None:  # kept in the set, so a resumed run reports it too
                 meta["ensemble"] = {"names": member_names, "evaded": result.members["evaded"].tolist(),
                                     "broken_by": result.members["broken_by"].tolist()}
+            if sweep is not None:  # likewise
+                meta["sweep"] = sweep
             s = AdversarialSet(images=result.x_adv, labels=y, image_index=index, clean_images=x,
                                clean_pred=result.clean_pred, adv_pred=result.adv_pred,
                                target=result.target if result.target is not None else np.full(len(y), -1),
                                metadata=meta)
-            _write_run_artifacts(run, r, s, result, a["grid_samples"])
+            robust = _robust_curve(s, norm, thresholds) if thresholds else None
+            _write_run_artifacts(run, r, s, result, a["grid_samples"], sweep, robust, norm)
             save_adversarial_set(final, s)  # last: its presence marks the run complete
-            for p in partial.glob(f"run{r}_batch*.npz"):
+            for p in partial.glob(f"run{r}_*.npz"):
                 p.unlink()
         summary = {"run": r, **result.summary, "adversarial_set": final.name, "samples_csv": f"samples_run{r}.csv"}
+        if sweep is not None:
+            summary["sweep"] = sweep
+        if robust is not None:
+            summary["robust_accuracy_at"] = robust
         if result.fooling_rate is not None:
             summary["fooling_rate"] = result.fooling_rate
             summary["perturbation"] = f"perturbation_run{r}.npy"
@@ -174,10 +296,19 @@ def run_attack(cfg: dict, run: Run) -> dict:
     agg = aggregate(per_run)
     run.log.info("over %d run(s): adversarial accuracy %s, success rate %s", len(per_run),
                  _pm(agg["adversarial_accuracy"]), _pm(agg["success_rate"]))
-    return {"attack": a["name"], "params": a["params"], "targeted": a["targeted"], "dataset": ds.name,
-            "split": ds.split, "data_source": ds.source, "source_model": meta_base["source_model"],
-            "model_clean_accuracy": model_acc, "selection": meta_base["selection"], "runs": per_run,
-            "aggregate": agg, "elapsed_s": round(time.time() - t0, 2)}
+    for k, curve in agg.get("sweep", {}).items():
+        run.log.info("over %d run(s): adversarial accuracy vs %s: %s", len(per_run), k,
+                     ", ".join(f"{p['value']:g}: {_pm(p['adversarial_accuracy'])}" for p in curve))
+    if "robust_accuracy_at" in agg:
+        run.log.info("over %d run(s): robust accuracy at L%s thresholds: %s", len(per_run), norm,
+                     ", ".join(f"{p['eps']:g}: {_pm(p['accuracy'])}" for p in agg["robust_accuracy_at"]))
+    out = {"attack": a["name"], "params": params, "targeted": a["targeted"], "dataset": ds.name,
+           "split": ds.split, "data_source": ds.source, "source_model": meta_base["source_model"],
+           "model_clean_accuracy": model_acc, "selection": meta_base["selection"], "runs": per_run,
+           "aggregate": agg, "elapsed_s": round(time.time() - t0, 2)}
+    if thresholds:
+        out["threat_norm"] = norm
+    return out
 
 
 def _result_from_set(s: AdversarialSet) -> AttackResult:
@@ -223,8 +354,29 @@ def _load_part(path: Path, member_names: list[str] | None) -> _Part:
                      float(f["fooling_rate"]) if "fooling_rate" in f.files else None, members)
 
 
-def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResult, grid_samples: int) -> None:
+def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResult, grid_samples: int,
+                         sweep: dict | None = None, robust: list | None = None, norm=None) -> None:
     atomic_write_text(run.file(f"samples_run{r}.csv"), records_csv(result.records))
+    what = f"{s.metadata['attack']} on {s.metadata['source_model']['arch']} " \
+           f"{(s.metadata['source_model']['bits'] or {}).get('label', '')} (run {r})"
+    if sweep is not None or robust is not None:
+        from annt.plots import curves
+    name = s.metadata["attack"]
+    if sweep is not None:
+        final = {k: v[-1]["value"] for k, v in sweep.items()}
+        rows = [{"parameter": k, "value": p["value"], **final, k: p["value"],
+                 "adversarial_accuracy": p["adversarial_accuracy"]} for k, curve in sweep.items() for p in curve]
+        atomic_write_text(run.file(f"sweep_run{r}.csv"),
+                          to_csv(rows, ["parameter", "value", *sweep, "adversarial_accuracy"]))
+        for k, curve in sweep.items():
+            others = "".join(f", {o} {v:g}" for o, v in final.items() if o != k)
+            curves(run.file(f"sweep_{k}_run{r}.png"), {name: {p["value"]: p["adversarial_accuracy"] for p in curve}},
+                   xlabel=k, ylabel="adversarial accuracy", title=what + others,
+                   log_x=k == "max_iter" and curve[-1]["value"] >= 10 * curve[0]["value"])
+    if robust is not None:
+        atomic_write_text(run.file(f"robust_curve_run{r}.csv"), to_csv(robust, ["eps", "accuracy"]))
+        curves(run.file(f"robust_curve_run{r}.png"), {name: {p["eps"]: p["accuracy"] for p in robust}},
+               xlabel=f"eps threshold (L{norm} distance)", ylabel="robust accuracy", title=what)
     if result.perturbation is not None:
         from annt.io import atomic_write_bytes
 
@@ -235,11 +387,9 @@ def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResu
         from annt.plots import image_grid
 
         k = min(grid_samples, len(s))
-        meta = s.metadata
         image_grid(run.file(f"grid_run{r}.png"), s.clean_images[:k], s.images[:k], labels=s.labels[:k],
                    clean_pred=s.clean_pred[:k], adv_pred=s.adv_pred[:k], max_rows=k,
-                   title=f"{meta['attack']} on {meta['source_model']['arch']} "
-                         f"{(meta['source_model']['bits'] or {}).get('label', '')} (run {r})")
+                   title=what)
 
 
 def _log_summary(run: Run, r: int, s: dict) -> None:
@@ -251,6 +401,12 @@ def _log_summary(run: Run, r: int, s: dict) -> None:
                  _fmt(succ["linf"]["mean"]), _fmt(succ["l2"]["median"]))
     if "fooling_rate" in s:
         run.log.info("run %d: universal perturbation fooling rate %s", r, _fmt(s["fooling_rate"]))
+    for k, curve in s.get("sweep", {}).items():
+        run.log.info("run %d: adversarial accuracy vs %s: %s", r, k,
+                     ", ".join(f"{p['value']:g}: {_fmt(p['adversarial_accuracy'])}" for p in curve))
+    if "robust_accuracy_at" in s:
+        run.log.info("run %d: robust accuracy at thresholds: %s", r,
+                     ", ".join(f"{p['eps']:g}: {_fmt(p['accuracy'])}" for p in s["robust_accuracy_at"]))
     if "ensemble" in s:
         e = s["ensemble"]
         run.log.info("run %d: worst case over %d attacks %s; per attack: %s", r, len(e["members"]),
