@@ -6,14 +6,29 @@ from __future__ import annotations
 
 import sys
 
-from annt.attacks.registry import ATTACKS
+from annt.attacks.registry import ATTACKS, GRADIENT_OPTIONS, TEMPERATURE_ALLOWED
 from annt.config import TASK_SECTIONS, describe_schema
 
 
+def _gradient_options_table() -> str:
+    out = ("\n### Gradient options (every attack that uses gradients)\n\n"
+           "Accepted in `attack.params` by every attack below marked *uses gradients*, refused by the others; "
+           "they set how annt's estimator differentiates the model (wiki/Attacks.md, SPEC §12).\n\n"
+           "| param | default | allowed | meaning |\n|---|---|---|---|\n")
+    for name, key in GRADIENT_OPTIONS.items():
+        allowed = TEMPERATURE_ALLOWED if name == "temperature" else key.allowed()
+        out += f"| `{name}` | `{key.default!r}` | {allowed.replace('|', '/')} | {key.doc} |\n"
+    return out
+
+
 def _attack_table() -> str:
-    out = ""
+    out = _gradient_options_table()
     for name, spec in ATTACKS.items():
-        out += f"\n### `{name}`\n\n{spec.doc}\n\n| param | default | allowed | meaning |\n|---|---|---|---|\n"
+        out += f"\n### `{name}`\n\n{spec.doc}\n\n"
+        if spec.gradients:
+            changed = "; ".join(f"`{k}` defaults to `{v}`" for k, v in spec.gradient_defaults.items())
+            out += "Uses gradients: takes the gradient options" + (f" ({changed})" if changed else "") + ".\n\n"
+        out += "| param | default | allowed | meaning |\n|---|---|---|---|\n"
         for pname, p in spec.params.items():
             out += f"| `{pname}` | `{p.default!r}` | {p.allowed().replace('|', '/')} | {p.doc} |\n"
         if spec.paper:

@@ -18,6 +18,8 @@ from annt.evaluation.metrics import perturbation_norms
 TINY = {
     "fgsm": {"eps": 0.15},
     "pgd": {"eps": 0.15, "eps_step": 0.03, "max_iter": 10, "restarts": 2},
+    "fgsm++": {"eps": 0.15},
+    "pgd++": {"eps": 0.15, "eps_step": 0.03, "max_iter": 10, "temperature": "hns"},
     "cw_l2": {"max_iter": 5, "binary_search_steps": 3, "initial_const": 1.0, "learning_rate": 0.1},
     "boundary": {"max_iter": 5, "num_trial": 5, "sample_size": 5, "init_size": 20},
     "jsma": {"theta": 1.0, "gamma": 0.2},
@@ -104,7 +106,7 @@ def test_paper_settings_are_valid_and_match_spec():
 def test_validate_fills_defaults_and_normalises():
     p = validate_attack_params("pgd", {"eps": 1, "norm": 2.0})
     assert p == {"eps": 1.0, "eps_step": 0.01, "max_iter": 40, "norm": 2, "random_start": True,
-                 "restarts": 1, "keep_adversarial": True}
+                 "restarts": 1, "keep_adversarial": True, "temperature": None, "eot_samples": 1, "bpda": True}
     assert validate_attack_params("fgsm", {"norm": float("inf")})["norm"] == "inf"
     assert validate_attack_params("fgsm", None)["eps"] == 0.3
 

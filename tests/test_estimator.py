@@ -118,3 +118,55 @@ def test_bad_labels_raise(pair, x):
         fast.class_gradient(x, label=10)
     with pytest.raises(ValueError):
         fast.class_gradient(x, label=[1, 2])
+
+
+# ----------------------------------------------------------------------------- gradient options
+def test_default_gradient_options_change_nothing(model):
+    from annt.attacks.estimator import GradientOptions
+
+    clf = make_classifier(model)
+    assert clf.gradient_options == GradientOptions(temperature=None, eot_samples=1, bpda=True)
+    assert clf.with_gradient_options() is clf and clf.with_gradient_options(bpda=True) is clf
+    assert clf.bpda_layers == [] and clf.stochastic_layers == []
+
+
+def test_with_gradient_options_derives_one_cached_estimator_per_option_set(model, x):
+    base = make_classifier(model)
+    hot = base.with_gradient_options(temperature=2)
+    assert hot is base.with_gradient_options(temperature=2.0)  # cached: graphs traced once per option set
+    assert hot is not base.with_gradient_options(temperature=2.0, eot_samples=2)
+    assert hot._model is base._model and hot.gradient_options.temperature == 2.0
+    assert base.gradient_options.temperature is None  # the base is untouched
+    np.testing.assert_array_equal(hot.predict(x), base.predict(x))
+    y = np.eye(10, dtype=np.float32)[[1, 2, 3, 4, 5]]
+    assert not np.allclose(hot.loss_gradient(x, y), base.loss_gradient(x, y))
+
+
+def test_runner_caches_one_estimator_per_model_and_option_set(model):
+    from annt.attacks import runner
+
+    njs = {"temperature": "njs", "eot_samples": 1, "bpda": True}
+    plain = {"temperature": None, "eot_samples": 1, "bpda": True}
+    first = runner._as_classifier(model, 10, njs)
+    assert runner._as_classifier(model, 10, dict(njs)) is first
+    assert runner._as_classifier(model, 10, plain) is runner._as_classifier(model, 10) is not first
+    assert first.gradient_options.temperature == "njs"
+
+
+def test_gradient_options_need_annts_estimator(model):
+    from annt.attacks import runner
+
+    with pytest.raises(ValueError, match="need fast=True"):
+        make_classifier(model, fast=False, temperature=2.0)
+    stock = make_classifier(model, fast=False)
+    assert runner._as_classifier(stock, 10, {"temperature": None, "eot_samples": 1, "bpda": True}) is stock
+    with pytest.raises(ValueError, match="need annt's estimator"):
+        runner._as_classifier(stock, 10, {"temperature": None, "eot_samples": 4, "bpda": True})
+
+
+@pytest.mark.parametrize("options", [{"temperature": 0}, {"temperature": -1.0}, {"temperature": "nsj"},
+                                     {"temperature": True}, {"temperature": float("inf")}, {"eot_samples": 0},
+                                     {"eot_samples": 2.5}])
+def test_bad_gradient_options_raise(model, options):
+    with pytest.raises(ValueError):
+        make_classifier(model, **options)

@@ -14,13 +14,15 @@ and ART accepts the string ``"inf"``).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from annt.config.schema import NORMS as _NORMS, REQUIRED, Context, Key, did_you_mean, walk
 from annt.errors import ConfigError
 
-__all__ = ["ATTACKS", "AttackSpec", "attack_spec", "paper_params", "validate_attack_params"]
+__all__ = ["ATTACKS", "AttackSpec", "GRADIENT_OPTIONS", "TEMPERATURE_RULES", "attack_spec", "gradient_options",
+           "paper_params", "validate_attack_params"]
 
 
 # --------------------------------------------------------------------------- parameters
@@ -30,6 +32,29 @@ def _eps(default: float, doc: str) -> Key:
 
 def _count(default: int, doc: str, low: int = 1) -> Key:
     return Key("int", default, doc, min=low)
+
+
+#: Named temperature rules of paper 000 (:mod:`annt.attacks.temperature`).
+TEMPERATURE_RULES = ("njs", "hns")
+#: What ``temperature`` accepts (its error messages and the wiki's "allowed" column).
+TEMPERATURE_ALLOWED = "null, a number > 0, njs or hns"
+
+#: Options of the estimator's gradients, common to every attack with ``gradients=True`` and merged
+#: into its parameters by validation (defined once here; an entry may change their defaults with
+#: ``AttackSpec.gradient_defaults``). The runner hands them to the estimator
+#: (:class:`annt.attacks.estimator.GradientOptions`), never to ART.
+GRADIENT_OPTIONS: dict[str, Key] = {
+    "temperature": Key("any", None, "loss temperature beta (paper 000): the attack follows the gradient of "
+                       "CE(softmax(beta * logits), y), predictions unchanged; null = none (beta = 1); njs: inverse "
+                       "mean Jacobian singular value of the batch, rescaled per iteration where the softmax "
+                       "saturates; hns: per sample, maximises the loss Hessian norm at the clean image. Changes "
+                       "only loss-gradient attacks (not those that follow logit gradients: cw_l2, jsma, deepfool)",
+                       nullable=True),
+    "eot_samples": _count(1, "gradients are the mean over this many forward/backward passes (EOT, for models "
+                             "with stochastic layers)"),
+    "bpda": Key("bool", True, "layers marked non-differentiable (rounding, discretization) are the identity in "
+                              "the attack's backward pass (BPDA); false keeps their own, masked, gradient"),
+}
 
 
 # --------------------------------------------------------------------------- registry
@@ -56,6 +81,8 @@ class AttackSpec:
         ``False``: a minimum-norm attack (robust accuracy at thresholds from its distances).
     :ivar norm: the threat model's norm when the attack has no ``norm`` parameter
         (``"inf"``, 2, 1 or 0); see :meth:`threat_norm`.
+    :ivar gradient_defaults: this attack's defaults for :data:`GRADIENT_OPTIONS` where they differ
+        (``pgd++``: ``{"temperature": "njs"}``); ``params`` holds only the attack's own parameters.
     """
 
     name: str
@@ -72,6 +99,7 @@ class AttackSpec:
     gradients: bool = True
     bounded: bool = True
     norm: Any = None
+    gradient_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def threat_norm(self, params: Mapping[str, Any]) -> Any:
         """The norm of the threat model these (validated) params attack in: ``"inf"``, 2, 1 or 0."""
@@ -103,7 +131,9 @@ _UAP_INNER = {"fgsm": "fgsm", "carlini": "cw_l2", "jsma": "jsma"}
 def _uap_cross_check(p: dict, path: str, ctx: Context) -> None:
     inner = _UAP_INNER.get(p["attacker"])
     if inner is not None:
-        p["attacker_params"] = _check_params(ATTACKS[inner], p["attacker_params"], f"{path}.attacker_params", ctx)
+        # the inner attack runs on the UAP's estimator: gradient options belong to the uap entry
+        p["attacker_params"] = _check_params(ATTACKS[inner], p["attacker_params"], f"{path}.attacker_params", ctx,
+                                             gradient_options=False)
 
 
 def _ensemble_cross_check(p: dict, path: str, ctx: Context) -> None:
@@ -266,6 +296,20 @@ ATTACKS: dict[str, AttackSpec] = {
     ),
 }
 
+# Paper 000's temperature-scaled attacks: the same attacks with the NJS loss temperature by default
+# (``temperature: hns`` gives the HNS variant). Paper settings: CIFAR-10, L∞ (their Tables 2 and 3).
+for _base, _doc in (
+    ("fgsm", "FGSM++ (Gupta & Ajanthan, paper 000): FGSM on the temperature-scaled loss CE(softmax(beta * logits), y); "
+             "temperature njs by default, hns per sample."),
+    ("pgd", "PGD++ (Gupta & Ajanthan, paper 000): PGD on the temperature-scaled loss CE(softmax(beta * logits), y); "
+            "temperature njs by default (Algorithm 1), hns per sample (Algorithm 2)."),
+):
+    ATTACKS[_base + "++"] = replace(
+        ATTACKS[_base], name=_base + "++", doc=_doc, gradient_defaults={"temperature": "njs"},
+        paper={"cifar10": {"eps": 8 / 255} if _base == "fgsm" else
+               {"eps": 8 / 255, "eps_step": 2 / 255, "max_iter": 20, "random_start": True, "restarts": 1}})
+del _base, _doc
+
 
 # --------------------------------------------------------------------------- validation
 def attack_spec(name: Any, where: str = "attack", ctx: Context | None = None) -> AttackSpec:
@@ -275,11 +319,50 @@ def attack_spec(name: Any, where: str = "attack", ctx: Context | None = None) ->
     return ATTACKS[name]
 
 
-def _check_params(spec: AttackSpec, params: Mapping[str, Any] | None, path: str, ctx: Context) -> dict:
-    resolved = walk(ctx, spec.params, {} if params is None else params, path + ".")
+def _gradient_schema(spec: AttackSpec) -> dict[str, Key]:
+    """The attack's parameters followed by the gradient options (with its own defaults)."""
+    options = {k: replace(key, default=spec.gradient_defaults[k]) if k in spec.gradient_defaults else key
+               for k, key in GRADIENT_OPTIONS.items()}
+    return {**spec.params, **{k: key for k, key in options.items() if k not in spec.params}}
+
+
+def _check_temperature(value: Any, path: str, ctx: Context) -> float | str | None:
+    if value is None or (isinstance(value, str) and value in TEMPERATURE_RULES):
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        except ValueError:
+            pass
+    if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number) and number > 0:
+        return float(number)
+    hint = did_you_mean(value, TEMPERATURE_RULES) if isinstance(value, str) else ""
+    raise ctx.fail(path, value, f"allowed: {TEMPERATURE_ALLOWED}{hint}")
+
+
+def _check_params(spec: AttackSpec, params: Mapping[str, Any] | None, path: str, ctx: Context,
+                  gradient_options: bool = True) -> dict:
+    """Validated params with defaults; with ``gradient_options``, an attack that uses gradients also
+    gets :data:`GRADIENT_OPTIONS` and a gradient-free one refuses them in one line."""
+    given = {} if params is None else params
+    if gradient_options and not spec.gradients and isinstance(given, Mapping):
+        for k in GRADIENT_OPTIONS:
+            if k in given:
+                raise ctx.fail(f"{path}.{k}", given[k], f"{spec.name} is gradient-free; {k} applies only to attacks "
+                                                          "that use gradients")
+    with_options = gradient_options and spec.gradients
+    resolved = walk(ctx, _gradient_schema(spec) if with_options else spec.params, given, path + ".")
+    if with_options:
+        resolved["temperature"] = _check_temperature(resolved["temperature"], f"{path}.temperature", ctx)
     if spec.cross_check is not None:
         spec.cross_check(resolved, path, ctx)
     return resolved
+
+
+def gradient_options(spec: AttackSpec, params: Mapping[str, Any]) -> dict:
+    """The gradient options in validated ``params`` (``{}`` for a gradient-free attack)."""
+    return {k: params[k] for k in GRADIENT_OPTIONS if k in params} if spec.gradients else {}
 
 
 def validate_attack_params(name: str, params: Mapping[str, Any] | None, where: str = "attack",

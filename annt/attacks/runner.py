@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from annt.attacks.registry import ATTACKS, AttackSpec, attack_spec, validate_attack_params
+from annt.attacks.registry import ATTACKS, AttackSpec, attack_spec, gradient_options, validate_attack_params
 from annt.errors import ConfigError
 from annt.evaluation.metrics import sample_records, summarize
 from annt.evaluation.predict import predict_labels
@@ -71,17 +71,30 @@ def resolve_targets(y: np.ndarray, target: Any, nb_classes: int = 10, seed: int 
 _CLASSIFIERS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
-def _as_classifier(model_or_classifier, nb_classes: int):
+def _as_classifier(model_or_classifier, nb_classes: int, options: Mapping[str, Any] | None = None):
+    """The estimator for a model (cached per model) or the classifier given, with the gradient
+    ``options`` (``temperature``, ``eot_samples``, ``bpda``): annt's estimator derives one per option
+    set and caches it (:meth:`~annt.attacks.estimator.FastTensorFlowV2Classifier.with_gradient_options`)."""
     from art.estimators.classification.classifier import ClassifierMixin
 
     if isinstance(model_or_classifier, ClassifierMixin):
-        return model_or_classifier
-    from annt.attacks.estimator import make_classifier
+        clf = model_or_classifier
+    else:
+        from annt.attacks.estimator import make_classifier
 
-    clf = _CLASSIFIERS.get(model_or_classifier)
-    if clf is None:
-        clf = make_classifier(model_or_classifier, nb_classes=nb_classes)
-        _CLASSIFIERS[model_or_classifier] = clf
+        clf = _CLASSIFIERS.get(model_or_classifier)
+        if clf is None:
+            clf = make_classifier(model_or_classifier, nb_classes=nb_classes)
+            _CLASSIFIERS[model_or_classifier] = clf
+    if not options:
+        return clf
+    if hasattr(clf, "with_gradient_options"):
+        return clf.with_gradient_options(**options)
+    from annt.attacks.estimator import GradientOptions
+
+    if GradientOptions(**options) != GradientOptions():
+        raise ValueError(f"gradient options {dict(options)} need annt's estimator "
+                         f"(annt.attacks.estimator.make_classifier), not {type(clf).__name__}")
     return clf
 
 
@@ -209,7 +222,9 @@ def generate(
     :param classifier_or_model: an ART classifier, or a Keras model (logits) wrapped with
         :func:`annt.attacks.estimator.make_classifier` (cached per model).
     :param y: true labels, indices ``(N,)`` or one-hot ``(N, nb_classes)``.
-    :param params: attack parameters; validated and completed with defaults here.
+    :param params: attack parameters; validated and completed with defaults here. The gradient
+        options among them (``temperature``, ``eot_samples``, ``bpda``) select the estimator
+        (:func:`_as_classifier`); the rest go to the attack.
     :param targeted: aim for ``target`` instead of any wrong class.
     :param target: ``"next"`` (default when targeted), ``"random"`` (seeded by ``seed``), an int, or
         an int array per sample; see :func:`resolve_targets`.
@@ -225,7 +240,8 @@ def generate(
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.asarray(y)
     labels = (np.argmax(y, axis=1) if y.ndim == 2 else y).astype(np.int64)
-    classifier = _as_classifier(classifier_or_model, nb_classes)
+    options = gradient_options(spec, resolved)
+    classifier = _as_classifier(classifier_or_model, nb_classes, options)
     nb_classes = classifier.nb_classes
     batch_size = int(batch_size or max(len(x), 1))
 
@@ -240,8 +256,11 @@ def generate(
 
     clean_pred = np.argmax(classifier.predict(x, batch_size=batch_size), axis=1)
     _seed_everything(seed)
+    if hasattr(classifier, "calibrate"):
+        classifier.calibrate(x, labels)  # njs / hns temperatures: fitted to this clean batch and its true labels
     runner = _import_class(spec.runner.replace(":", ".")) if ":" in spec.runner else globals()[spec.runner]
-    x_adv, attack = runner(spec, classifier, x, y_onehot, resolved, targeted or spec.targeted == "always", batch_size)
+    art_params = {k: v for k, v in resolved.items() if k not in options}  # gradient options went to the estimator
+    x_adv, attack = runner(spec, classifier, x, y_onehot, art_params, targeted or spec.targeted == "always", batch_size)
     x_adv = np.asarray(x_adv, dtype=np.float32)
     adv_pred = np.argmax(classifier.predict(x_adv, batch_size=batch_size), axis=1)
 
