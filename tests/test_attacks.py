@@ -24,6 +24,7 @@ TINY = {
     "boundary": {"max_iter": 5, "num_trial": 5, "sample_size": 5, "init_size": 20},
     "jsma": {"theta": 1.0, "gamma": 0.2},
     "uap": {"attacker_params": {"eps": 0.1}, "eps": 0.2, "max_iter": 2},
+    "ensemble": {"eps": 0.15, "attacks": [{"name": "fgsm"}, {"name": "pgd", "params": {"max_iter": 5, "eps_step": 0.05}}]},
 }
 
 
