@@ -53,6 +53,7 @@ __all__ = ["FastTensorFlowV2Classifier", "GradientOptions", "make_classifier"]
 # graphs that differentiate the model: traced with BPDA's identity backward when bpda is on
 _GRADIENT_KINDS = ("all_class_gradients", "selected_class_gradient", "loss_gradient", "scaled_loss_gradient")
 _ZERO = tf.UnconnectedGradients.ZERO  # a masked (non-differentiable) path gives 0, not None
+_NEAREST_CHUNK = 1 << 24  # elements of the (rows x anchors x pixels) difference tensor per call (64 MB)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,10 @@ class FastTensorFlowV2Classifier(TensorFlowV2Classifier):
         if rule == "njs":
             return np.full(n, cal["beta1"], np.float32)
         flat = np.asarray(x, np.float32).reshape(n, -1)
-        nearest = self._compiled("nearest_anchor", False)(flat, cal["anchors"]).numpy()
+        anchors = cal["anchors"]
+        step = max(1, _NEAREST_CHUNK // max(anchors.size, 1))  # rows per call: bounded (rows x anchors x pixels)
+        fn = self._compiled("nearest_anchor", False)
+        nearest = np.concatenate([fn(flat[i : i + step], anchors).numpy() for i in range(0, n, step)] or [np.zeros(0, int)])
         return cal["beta"][nearest].astype(np.float32)
 
     # ---------------------------------------------------------------- compiled graphs
@@ -326,9 +330,9 @@ class FastTensorFlowV2Classifier(TensorFlowV2Classifier):
 
         @tf.function(input_signature=[flat, flat])
         def nearest_anchor(x, anchors):
-            # row by row: memory stays (anchors x pixels), not (rows x anchors x pixels)
-            return tf.map_fn(lambda row: tf.argmin(tf.reduce_max(tf.abs(anchors - row), axis=1), output_type=tf.int32),
-                             x, fn_output_signature=tf.int32)
+            # index of the L∞-nearest anchor per row; callers bound rows x anchors x pixels
+            return tf.argmin(tf.reduce_max(tf.abs(x[:, None, :] - anchors[None, :, :]), axis=2), axis=1,
+                             output_type=tf.int32)
 
         return nearest_anchor
 

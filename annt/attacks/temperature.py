@@ -65,13 +65,16 @@ def hns_grid_bounds(d: int) -> tuple[float, float]:
 def njs_beta1(jacobians: tf.Tensor, correct: tf.Tensor | None = None) -> tf.Tensor:
     """``β₁ = M·d / Σᵢ Σⱼ μⱼ(Jᵢ)``, the inverse mean singular value of the Jacobians.
 
-    :param jacobians: ``(B, d, N)``, ``J_i = ∂a/∂x`` at sample i.
+    :param jacobians: ``(B, d, N)``, ``J_i = ∂a/∂x`` at sample i (d singular values each, zeros
+        included, as in the formula).
     :param correct: ``(B,)`` bool, the correctly classified samples (the M of the formula); when
         none is correct (or ``None``), all B samples are used.
     :returns: a float32 scalar; 1.0 when every singular value is 0 (a fully masked gradient cannot
         be rescaled).
     """
-    sv = tf.linalg.svd(tf.cast(jacobians, tf.float64), compute_uv=False)  # (B, min(d, N))
+    j = tf.cast(jacobians, tf.float64)
+    # μ_j(J) = sqrt(λ_j(JJᵀ)): d eigenvalues of a d x d matrix instead of an SVD of d x N
+    sv = tf.sqrt(tf.maximum(tf.linalg.eigvalsh(tf.matmul(j, j, transpose_b=True)), 0.0))  # (B, d)
     if correct is not None:
         correct = tf.convert_to_tensor(correct, tf.bool)
         sv = tf.cond(tf.reduce_any(correct), lambda: tf.boolean_mask(sv, correct), lambda: sv)
