@@ -13,7 +13,7 @@ for eps in 0.1 0.2; do
   for family in mnist_a mnist_a-bn; do
     for bits in fp 1bit 2bit 4bit 8bit 12bit 16bit; do jobs+=("$family-$bits:$eps"); done
   done
-  [ "$eps" = 0.1 ] && for family in lenet5 lenet5-bn; do
+  [ "$eps" = 0.1 ] && for family in lenet5; do
     for bits in fp 1bit 2bit 4bit 8bit 12bit 16bit; do jobs+=("$family-$bits:$eps"); done
   done
 done
