@@ -114,7 +114,7 @@ def test_validate_fills_defaults_and_normalises():
 
 @pytest.mark.parametrize("name, params, message", [
     ("pgd", {"epss": 0.1}, "attack.params.epss: unknown key in attack.params (did you mean 'eps'?); allowed: eps, "),
-    ("fgm", {}, "attack.name = 'fgm': allowed: fgsm, pgd, cw_l2, boundary, jsma, uap (did you mean 'fgsm'?)"),
+    ("fgm", {}, f"attack.name = 'fgm': allowed: {', '.join(ATTACKS)} (did you mean 'fgsm'?)"),
     ("pgd", {"eps": "big"}, "attack.params.eps = 'big': must be a number in (0, inf)"),
     ("pgd", {"eps": -1}, "attack.params.eps = -1: must be a number in (0, inf)"),
     ("jsma", {"gamma": 1.5}, "attack.params.gamma = 1.5: must be a number in (0, 1]"),
