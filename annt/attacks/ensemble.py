@@ -11,6 +11,7 @@ APGD-CE, APGD-DLR and Square, at the ensemble's eps and norm.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,28 +59,33 @@ def run_ensemble(spec, classifier, x, y_onehot, params, targeted, batch_size):
     x_best = x.copy()
     broken_by = np.full(len(x), -1, dtype=np.int64)
     evaded = np.zeros((len(members), len(x)), dtype=bool)
+    seconds = np.zeros(len(members))
     seeds = np.random.randint(0, 2**31 - 1, size=len(members))  # the global RNG is seeded by generate
     for i, member in enumerate(members):
+        t0 = time.perf_counter()
         out = generate(classifier, x, labels, member["name"], params=member["params"], seed=int(seeds[i]),
                        batch_size=batch_size)
+        seconds[i] = time.perf_counter() - t0
         within = distance(x, out.x_adv, norm) <= eps + BUDGET_TOLERANCE
         evaded[i] = out.evaded & within
         new = evaded[i] & (broken_by < 0)
         x_best[new] = out.x_adv[new]
         broken_by[new] = i
     return x_best, _EnsembleRun({"names": [member_label(m) for m in members], "evaded": evaded,
-                                 "broken_by": broken_by})
+                                 "broken_by": broken_by, "seconds": seconds})
 
 
 def summarize_members(members: dict) -> dict:
-    """Per-member adversarial accuracy (within the threat model), the worst case over them, and how
-    many samples each member broke first."""
+    """Per-member adversarial accuracy (within the threat model) and time taken (seconds, when known),
+    the worst case over them, and how many samples each member broke first."""
     evaded = np.asarray(members["evaded"], dtype=bool)
     broken_by = np.asarray(members["broken_by"])
     n = evaded.shape[1]
     nan = float("nan")
+    seconds = members.get("seconds")
     return {
-        "members": [{"name": name, "adversarial_accuracy": float(1 - evaded[i].mean()) if n else nan}
+        "members": [{"name": name, "adversarial_accuracy": float(1 - evaded[i].mean()) if n else nan,
+                     **({"seconds": round(float(seconds[i]), 2)} if seconds is not None else {})}
                     for i, name in enumerate(members["names"])],
         "worst_case_accuracy": float(np.mean(broken_by < 0)) if n else nan,
         "broken_first_by": {name: int(np.sum(broken_by == i)) for i, name in enumerate(members["names"])},
@@ -88,5 +94,8 @@ def summarize_members(members: dict) -> dict:
 
 def combine_members(parts: list[dict], names: list[str]) -> dict:
     """The members record of a whole selection from its batches' records."""
-    return {"names": list(names), "evaded": np.concatenate([p["evaded"] for p in parts], axis=1),
-            "broken_by": np.concatenate([p["broken_by"] for p in parts])}
+    out = {"names": list(names), "evaded": np.concatenate([p["evaded"] for p in parts], axis=1),
+           "broken_by": np.concatenate([p["broken_by"] for p in parts])}
+    if all(p.get("seconds") is not None for p in parts):
+        out["seconds"] = np.sum([p["seconds"] for p in parts], axis=0)
+    return out

@@ -265,7 +265,9 @@ def run_attack(cfg: dict, run: Run) -> dict:
             meta = {**meta_base, "run": r, "fooling_rate": result.fooling_rate}
             if result.members is not None:  # kept in the set, so a resumed run reports it too
                 meta["ensemble"] = {"names": member_names, "evaded": result.members["evaded"].tolist(),
-                                    "broken_by": result.members["broken_by"].tolist()}
+                                    "broken_by": result.members["broken_by"].tolist(),
+                                    "seconds": (None if result.members.get("seconds") is None
+                                                else result.members["seconds"].tolist())}
             if sweep is not None:  # likewise
                 meta["sweep"] = sweep
             s = AdversarialSet(images=result.x_adv, labels=y, image_index=index, clean_images=x,
@@ -317,7 +319,8 @@ def _result_from_set(s: AdversarialSet) -> AttackResult:
     members = s.metadata.get("ensemble")
     if members is not None:
         members = {"names": members["names"], "evaded": np.asarray(members["evaded"], dtype=bool),
-                   "broken_by": np.asarray(members["broken_by"], dtype=np.int64)}
+                   "broken_by": np.asarray(members["broken_by"], dtype=np.int64),
+                   "seconds": None if members.get("seconds") is None else np.asarray(members["seconds"])}
     return AttackResult(s.images, records, summarize(records), s.clean_pred, s.adv_pred, tgt, None,
                         s.metadata.get("fooling_rate"), members)
 
@@ -326,6 +329,7 @@ def _save_part(path: Path, out) -> None:
     arrays = {"x_adv": out.x_adv, "clean_pred": out.clean_pred, "adv_pred": out.adv_pred}
     if out.members is not None:
         arrays["member_evaded"], arrays["broken_by"] = out.members["evaded"], out.members["broken_by"]
+        arrays["member_seconds"] = out.members["seconds"]
     if out.target is not None:
         arrays["target"] = out.target
     if out.perturbation is not None:
@@ -347,7 +351,8 @@ class _Part:
 
 def _load_part(path: Path, member_names: list[str] | None) -> _Part:
     with np.load(path, allow_pickle=False) as f:
-        members = ({"names": member_names, "evaded": f["member_evaded"], "broken_by": f["broken_by"]}
+        members = ({"names": member_names, "evaded": f["member_evaded"], "broken_by": f["broken_by"],
+                    "seconds": f["member_seconds"] if "member_seconds" in f.files else None}
                    if "broken_by" in f.files else None)
         return _Part(f["x_adv"], f["clean_pred"], f["adv_pred"], f["target"] if "target" in f.files else None,
                      f["perturbation"] if "perturbation" in f.files else None,
