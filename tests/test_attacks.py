@@ -24,6 +24,12 @@ TINY = {
     "boundary": {"max_iter": 5, "num_trial": 5, "sample_size": 5, "init_size": 20},
     "jsma": {"theta": 1.0, "gamma": 0.2},
     "uap": {"attacker_params": {"eps": 0.1}, "eps": 0.2, "max_iter": 2},
+    "apgd": {"eps": 0.1, "max_iter": 10},
+    "autoattack": {"eps": 0.1, "max_iter": 5, "restarts": 1, "queries": 20},
+    "square": {"eps": 0.15, "max_iter": 100},
+    "deepfool": {"max_iter": 20},
+    "bba": {"norm": 2, "steps": 10, "init_size": 20},  # its first call per norm compiles ART's numba solver (~15-30 s)
+    "hopskipjump": {"max_iter": 3, "max_eval": 100, "init_eval": 10, "init_size": 20},
     "ensemble": {"eps": 0.15, "attacks": [{"name": "fgsm"}, {"name": "pgd", "params": {"max_iter": 5, "eps_step": 0.05}}]},
 }
 

@@ -165,6 +165,40 @@ def _ensemble_cross_check(p: dict, path: str, ctx: Context) -> None:
     p["attacks"] = members
 
 
+#: Norms of the attacks whose ART implementation (or annt's tests) cover only L∞ and L2.
+_NORMS_INF_2 = ("inf", 2)
+
+#: annt's APGD loss names -> ART's loss_type.
+_APGD_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}
+
+
+def _step(p: dict) -> float:
+    # the APGD paper's initial step eta(0) = 2 eps unless set (ART's default would be 0.1 whatever eps is)
+    return p["eps_step"] if p["eps_step"] is not None else 2 * p["eps"]
+
+
+def _apgd_to_art(p: dict) -> dict:
+    # keep_adversarial is annt's (see art_attacks.apgd_class); restarts are ART's nb_random_init
+    return {"norm": p["norm"], "eps": p["eps"], "eps_step": _step(p), "max_iter": p["max_iter"],
+            "nb_random_init": p["restarts"], "loss_type": _APGD_LOSSES[p["loss"]]}
+
+
+def _autoattack_to_art(p: dict) -> dict:
+    # max_iter, restarts and queries configure the members, which art_attacks.run_autoattack builds
+    return {"norm": p["norm"], "eps": p["eps"], "eps_step": _step(p)}
+
+
+def _to_art(keys: tuple, **names: str) -> Callable[[dict], dict]:
+    """``to_art`` passing the attack's own ``keys`` (not options handled by annt), renamed to ART's
+    names where ``names`` says so (``restarts="nb_restarts"``)."""
+    return lambda p: {names.get(k, k): p[k] for k in keys}
+
+
+def _hopskipjump_cross_check(p: dict, path: str, ctx: Context) -> None:
+    if p["init_eval"] > p["max_eval"]:
+        raise ctx.fail(f"{path}.init_eval", p["init_eval"], f"must not exceed max_eval ({p['max_eval']})")
+
+
 _CW_PARAMS = {
     "confidence": Key("float", 0.0, "margin kappa: the target logit must exceed all others by this much", min=0.0),
     "learning_rate": Key("float", 0.01, "initial step size of the inner gradient descent", min=0.0, min_open=True),
@@ -234,7 +268,7 @@ ATTACKS: dict[str, AttackSpec] = {
             "min_epsilon": Key("float", 0.0, "stop when the step towards the original falls below this", min=0.0),
         },
         paper={"mnist": {"max_iter": 15}, "cifar10": {"max_iter": 12}},
-        runner="_run_boundary",
+        runner="_run_from_random_starts",
         gradients=False,
         bounded=False,
         norm=2,
@@ -274,6 +308,122 @@ ATTACKS: dict[str, AttackSpec] = {
         per_batch=False,
         cross_check=_uap_cross_check,
         extras={"perturbation": "noise", "fooling_rate": "fooling_rate"},
+    ),
+    "apgd": AttackSpec(
+        name="apgd",
+        art_class="art.attacks.evasion.AutoProjectedGradientDescent",
+        doc="Auto-PGD (Croce & Hein 2020): PGD with momentum and a step size halved at checkpoints when the loss "
+            "stalls; loss ce or dlr, run on annt's compiled estimator.",
+        params={
+            "eps": _eps(0.3, "perturbation budget on the [0, 1] scale, in the chosen norm"),
+            "norm": Key("norm", "inf", "norm of the eps-ball: inf or 2", choices=_NORMS_INF_2),
+            "loss": Key("choice", "ce", "ce: cross-entropy; dlr: difference of logits ratio "
+                        "-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3), invariant to the scale of the logits",
+                        choices=tuple(_APGD_LOSSES)),
+            "eps_step": Key("float", None, "initial step size eta(0) in the chosen norm; null = 2 * eps (the paper's)",
+                            min=0.0, min_open=True, nullable=True),
+            "max_iter": _count(100, "iterations per start"),
+            "restarts": _count(1, "random starts per sample (ART's nb_random_init); a start attacks only the "
+                                  "samples that earlier starts left unbroken"),
+            "keep_adversarial": Key("bool", True, "keep each sample's first adversarial iterate instead of ART's "
+                                                  "last one"),
+        },
+        to_art=_apgd_to_art,
+        runner="annt.attacks.art_attacks:run_apgd",
+    ),
+    "autoattack": AttackSpec(
+        name="autoattack",
+        art_class="art.attacks.evasion.AutoAttack",
+        doc="ART's AutoAttack (Croce & Hein 2020): APGD-CE, APGD-DLR, DeepFool and Square in turn; each attacks the "
+            "samples the previous ones left unbroken, within eps.",
+        params={
+            "eps": _eps(0.3, "perturbation budget on the [0, 1] scale, in the chosen norm"),
+            "norm": Key("norm", "inf", "norm of the eps-ball: inf or 2", choices=_NORMS_INF_2),
+            "eps_step": Key("float", None, "initial step size of the two APGD members; null = 2 * eps",
+                            min=0.0, min_open=True, nullable=True),
+            "max_iter": _count(100, "iterations per start of the two APGD members"),
+            "restarts": _count(5, "random starts of the APGD members and restarts of Square (ART's list: 5)"),
+            "queries": _count(5000, "iterations (one query per sample each) of the Square member"),
+        },
+        targeted="never",
+        to_art=_autoattack_to_art,
+        runner="annt.attacks.art_attacks:run_autoattack",
+    ),
+    "square": AttackSpec(
+        name="square",
+        art_class="art.attacks.evasion.SquareAttack",
+        doc="Square attack (Andriushchenko et al. 2020): score-based random search with square-shaped updates of "
+            "shrinking size, kept when they lower the logit margin; needs no gradients.",
+        params={
+            "eps": _eps(0.3, "perturbation budget on the [0, 1] scale, in the chosen norm"),
+            "norm": Key("norm", "inf", "norm of the eps-ball: inf or 2", choices=_NORMS_INF_2),
+            "max_iter": _count(5000, "iterations = model queries per sample (the paper's budget)"),
+            "p_init": Key("float", 0.8, "fraction of the image the first square covers; shrinks on a fixed "
+                          "schedule (values near 1 make the square larger than the image)", min=0.0, max=1.0,
+                          min_open=True, max_open=True),
+            "restarts": _count(1, "runs from scratch for the samples still unbroken (ART's nb_restarts)"),
+        },
+        targeted="never",
+        to_art=_to_art(("eps", "norm", "max_iter", "p_init", "restarts"), restarts="nb_restarts"),
+        runner="annt.attacks.art_attacks:run_square",
+        gradients=False,
+    ),
+    "deepfool": AttackSpec(
+        name="deepfool",
+        art_class="art.attacks.evasion.DeepFool",
+        doc="DeepFool (Moosavi-Dezfooli et al. 2016): minimum-norm L2 attack stepping to the linearised nearest "
+            "decision boundary away from the predicted class.",
+        params={
+            "max_iter": _count(100, "maximum linearisation steps"),
+            "overshoot": Key("float", 0.02, "final perturbation is (1 + overshoot) times the one found (ART's "
+                             "epsilon; the paper's 0.02)", min=0.0),
+            "nb_grads": _count(10, "class gradients per step: only the nb_grads most likely classes are candidates"),
+        },
+        targeted="never",
+        to_art=_to_art(("max_iter", "overshoot", "nb_grads"), overshoot="epsilon"),
+        bounded=False,
+        norm=2,
+    ),
+    "bba": AttackSpec(
+        name="bba",
+        art_class="art.attacks.evasion.BrendelBethgeAttack",
+        doc="Brendel & Bethge attack (2019): minimum-norm; walks along the decision boundary from an adversarial "
+            "starting point towards the clean image using the gradient of the logit margin.",
+        params={
+            "norm": Key("norm", "inf", "norm of the distance it minimises: inf or 2", choices=_NORMS_INF_2),
+            "steps": _count(1000, "maximum iterations"),
+            "lr": Key("float", 1e-3, "trust-region radius (like a learning rate), relative to the input size",
+                      min=0.0, min_open=True),
+            "lr_decay": Key("float", 0.5, "factor applied to lr lr_num_decay times, at regular intervals",
+                            min=0.0, max=1.0, min_open=True),
+            "lr_num_decay": _count(20, "number of lr decays over the steps"),
+            "momentum": Key("float", 0.8, "averaging of the boundary estimate over steps (near 1: a long memory)",
+                            min=0.0, max=1.0, min_open=True, max_open=True),
+            "overshoot": Key("float", 1.1, "aim this far past the boundary (1: exactly onto it)", min=1.0),
+            "binary_search_steps": _count(10, "bisection steps moving the starting point to the boundary"),
+            "init_size": _count(100, "random draws to find an adversarial starting point"),
+        },
+        to_art=_to_art(("norm", "steps", "lr", "lr_decay", "lr_num_decay", "momentum", "overshoot",
+                        "binary_search_steps", "init_size")),
+        runner="annt.attacks.art_attacks:run_bba",
+        bounded=False,
+    ),
+    "hopskipjump": AttackSpec(
+        name="hopskipjump",
+        art_class="art.attacks.evasion.HopSkipJump",
+        doc="HopSkipJump (Chen, Jordan & Wainwright 2020): decision-based minimum-norm attack estimating the "
+            "boundary's normal from label queries; needs no gradients.",
+        params={
+            "norm": Key("norm", 2, "norm of the distance it minimises: 2 or inf", choices=_NORMS_INF_2),
+            "max_iter": _count(50, "iterations (gradient estimate, step, binary search)", low=0),
+            "max_eval": _count(10000, "maximum model queries per gradient estimate"),
+            "init_eval": _count(100, "queries of the first gradient estimate (grows as sqrt(iteration))"),
+            "init_size": _count(100, "random draws to find an adversarial starting point"),
+        },
+        cross_check=_hopskipjump_cross_check,
+        runner="_run_from_random_starts",
+        gradients=False,
+        bounded=False,
     ),
     "ensemble": AttackSpec(
         name="ensemble",

@@ -174,29 +174,21 @@ def _run_pgd(spec, classifier, x, y_onehot, params, targeted, batch_size):
     return np.where(attack.found.reshape(-1, *[1] * (x.ndim - 1)), attack.kept, x_last), attack
 
 
-def _run_boundary(spec, classifier, x, y_onehot, params, targeted, batch_size):
-    """ART's Boundary attack with starting points drawn here from the seeded global RNG.
+def _run_from_random_starts(spec, classifier, x, y_onehot, params, targeted, batch_size):
+    """ART's Boundary or HopSkipJump attack with starting points drawn here from the seeded global RNG.
 
     ART draws them from an unseeded ``np.random.RandomState()``, which would make runs
     irreproducible. Same distribution and budget as ART: up to ``init_size`` uniform images in
     [clip_min, clip_max]; the first one that is adversarial (targeted: classified as the target;
-    untargeted: not as the clean prediction) starts the walk. Samples without one are returned
-    unchanged (ART would report the attack as failed for them too).
+    untargeted: not as the clean prediction, ART's criterion for both) starts the walk
+    (:func:`annt.attacks.art_attacks.random_starts`). Samples without one are returned unchanged
+    (ART would report the attack as failed for them too).
     """
-    clip_min, clip_max = classifier.clip_values
-    wanted = np.argmax(y_onehot, axis=1)
+    from annt.attacks.art_attacks import random_starts
+
     clean = np.argmax(classifier.predict(x, batch_size=batch_size), axis=1)
-    x_init = x.copy()
-    found = np.zeros(len(x), dtype=bool)
-    for i in range(len(x)):
-        if targeted and clean[i] == wanted[i]:
-            found[i] = True  # already classified as the target: ART leaves it unchanged
-            continue
-        draws = np.random.uniform(clip_min, clip_max, size=(params["init_size"], *x.shape[1:])).astype(np.float32)
-        cls = np.argmax(classifier.predict(draws, batch_size=batch_size), axis=1)
-        hits = np.flatnonzero(cls == wanted[i] if targeted else cls != clean[i])
-        if hits.size:
-            x_init[i], found[i] = draws[hits[0]], True
+    labels = np.argmax(y_onehot, axis=1) if targeted else clean
+    x_init, found = random_starts(classifier, x, labels, targeted, params["init_size"], batch_size)
     attack = _build_attack(spec, classifier, params, targeted, batch_size)
     x_adv = x.copy()
     if found.any():
