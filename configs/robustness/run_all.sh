@@ -17,6 +17,8 @@ for eps in 0.1 0.2; do
     for bits in fp 1bit 2bit 4bit 8bit 12bit 16bit; do jobs+=("$family-$bits:$eps"); done
   done
 done
+# ANNT's Table 6 FGSM setting, eps 0.25, for the ANNT graph of Mnist A: its FGSM row beside the worst case.
+for bits in fp 1bit 2bit 4bit 8bit 12bit 16bit; do jobs+=("mnist_a-$bits:0.25"); done
 for job in "${jobs[@]}"; do
   model=${job%%:*}; eps=${job##*:}; name="judge-$model-eps$eps"
   mkdir "$out/locks/$name" 2>/dev/null || continue   # another worker has it
