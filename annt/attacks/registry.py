@@ -131,9 +131,11 @@ _UAP_INNER = {"fgsm": "fgsm", "carlini": "cw_l2", "jsma": "jsma"}
 def _uap_cross_check(p: dict, path: str, ctx: Context) -> None:
     inner = _UAP_INNER.get(p["attacker"])
     if inner is not None:
-        # the inner attack runs on the UAP's estimator: gradient options belong to the uap entry
-        p["attacker_params"] = _check_params(ATTACKS[inner], p["attacker_params"], f"{path}.attacker_params", ctx,
-                                             gradient_options=False)
+        # the inner attack runs on the UAP's estimator: gradient options belong to the uap entry; ART builds
+        # the inner attack itself, so only ART's parameters stay (not annt's implementation choice)
+        spec = ATTACKS[inner]
+        checked = _check_params(spec, p["attacker_params"], f"{path}.attacker_params", ctx, gradient_options=False)
+        p["attacker_params"] = spec.to_art(checked) if spec.to_art else checked
 
 
 def _ensemble_cross_check(p: dict, path: str, ctx: Context) -> None:
@@ -207,6 +209,8 @@ _CW_PARAMS = {
     "initial_const": Key("float", 0.01, "initial trade-off constant c between distance and loss", min=0.0, min_open=True),
     "max_halving": _count(5, "max halvings of the learning rate in a line search"),
     "max_doubling": _count(5, "max doublings of the learning rate in a line search"),
+    "implementation": Key("choice", "graph", "graph: ART's algorithm for the whole batch in one compiled TensorFlow "
+                          "loop (annt.attacks.cw_graph); art: ART's CarliniL2Method itself", choices=("graph", "art")),
 }
 
 ATTACKS: dict[str, AttackSpec] = {
@@ -246,6 +250,8 @@ ATTACKS: dict[str, AttackSpec] = {
         art_class="art.attacks.evasion.CarliniL2Method",
         doc="Carlini & Wagner L2 (2017): minimise ||delta||_2^2 + c * max(Z_y - max_{j!=y} Z_j, -confidence).",
         params=_CW_PARAMS,
+        to_art=_to_art(tuple(k for k in _CW_PARAMS if k != "implementation")),
+        runner="annt.attacks.cw_graph:run_cw_l2",
         bounded=False,
         norm=2,
         paper={
@@ -266,9 +272,14 @@ ATTACKS: dict[str, AttackSpec] = {
             "sample_size": _count(20, "samples drawn per trial"),
             "init_size": _count(100, "random draws to find an adversarial starting point"),
             "min_epsilon": Key("float", 0.0, "stop when the step towards the original falls below this", min=0.0),
+            "implementation": Key("choice", "graph", "graph: ART's algorithm for the whole batch at once, per-sample "
+                                  "step sizes (annt.attacks.boundary_batched); art: ART's BoundaryAttack itself, one "
+                                  "image at a time", choices=("graph", "art")),
         },
         paper={"mnist": {"max_iter": 15}, "cifar10": {"max_iter": 12}},
-        runner="_run_from_random_starts",
+        to_art=_to_art(("delta", "epsilon", "step_adapt", "max_iter", "num_trial", "sample_size", "init_size",
+                        "min_epsilon")),
+        runner="annt.attacks.boundary_batched:run_boundary",
         gradients=False,
         bounded=False,
         norm=2,
