@@ -336,6 +336,22 @@ def test_minimum_norm_attacks_succeed_and_report_distances(model, batch, name, p
     assert np.median(d[key][out.evaded]) < (0.6 if key == "linf" else 2.5)
 
 
+@pytest.mark.parametrize("norm", [2, "inf"])
+def test_bba_results_are_adversarial_in_any_batch(model, batch, norm):
+    """BBA ends within float rounding of the boundary; annt pushes it past by a margin that no batch
+    composition flips, and not further than 10 %."""
+    x, y = batch
+    out = generate(model, x, y, "bba", params={**TINY["bba"], "norm": norm}, seed=5)
+    clf = make_classifier(model)
+    alone = np.concatenate([clf.predict(out.x_adv[i:i + 1]) for i in range(len(x))])
+    margin = art_attacks._margin(alone, y, False)
+    ran = out.evaded & (out.clean_pred == y)
+    assert ran.sum() >= 12 and np.all(margin[ran] < -art_attacks.BOUNDARY_MARGIN)
+    np.testing.assert_array_equal(np.argmax(alone, axis=1) != y, out.evaded)
+    pushed = art_attacks.past_the_boundary(clf, x, out.x_adv, y, False, 16)
+    np.testing.assert_array_equal(pushed[ran], out.x_adv[ran])  # already past: tau = 0
+
+
 @pytest.mark.parametrize("name", ["bba", "hopskipjump"])
 def test_boundary_walks_end_closer_than_their_seeded_starts(model, batch, name):
     x, y = batch
