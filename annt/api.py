@@ -6,8 +6,8 @@ from pathlib import Path
 
 from annt import config as _config
 from annt.errors import AnntError, Interrupted
-from annt.runs import Run, create_run, open_run
-from annt.tasks import preflight, task_function
+from annt.runs import Run, open_run
+from annt.tasks import open_run_folder, preflight, task_function
 
 #: Tasks whose interrupted run folder ``--resume`` continues.
 RESUMABLE_TASKS = ("attack", "train")
@@ -43,7 +43,7 @@ def run_config(path, overrides: list[str] | None = None, *, resume=None, before_
     else:
         func = task_function(cfg["task"])  # fail on an unimplemented task before creating a folder
         preflight(cfg["task"], cfg)  # e.g. a missing dataset: fail before creating a folder
-        run = create_run(cfg, Path(path).read_text(encoding="utf-8"))
+        run = open_run_folder(cfg["task"], cfg, Path(path).read_text(encoding="utf-8"))
     try:
         if resume is not None:
             given = {k: v for k, v in cfg_given.items() if k != "name"}

@@ -1,7 +1,10 @@
-"""Command line: ``annt CONFIG.yaml [--set key.path=value ...] [--check] [--resume RUN_DIR] [--threads N]``.
+"""Command line: ``annt CONFIG.yaml [--set key.path=value ...] [--check] [--resume RUN_DIR] [--threads N] [--jobs N]``.
 
 The same as ``python main.py ...`` and ``python -m annt ...``. A thin wrapper over
-:func:`annt.run_config`. User errors print one line and exit 2. An interrupted run keeps its
+:func:`annt.run_config`. User errors print one line and exit 2 (a grid whose cells partly failed
+exits 1, naming them). For a grid (``task: grid``), ``--jobs N`` and ``--threads N`` mean
+``--set grid.jobs=N`` and ``--set grid.threads=N`` (threads per cell), and the grid process itself
+does not import TensorFlow: its cells do, in their own processes. An interrupted run keeps its
 finished work, prints how to resume it, and exits 128 + the signal number, as a shell does:
 130 for Ctrl-C (SIGINT) and 143 for SIGTERM (what a batch scheduler sends before killing a job).
 """
@@ -14,6 +17,7 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import yaml
 
@@ -37,20 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value (repeatable), e.g. --set attack.samples=20")
     p.add_argument("--check", action="store_true", help="validate and print the resolved config, then exit")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted train or attack run in RUN_DIR")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--threads", type=_positive_int("--threads"), metavar="N",
                    help="CPU threads TensorFlow may use (default: all cores); e.g. --threads 1 for each of "
-                        "two jobs run side by side on a 2-core machine")
+                        "two jobs run side by side on a 2-core machine; for a grid: threads per cell")
+    p.add_argument("--jobs", type=_positive_int("--jobs"), metavar="N",
+                   help="grid only: cells run at the same time (same as --set grid.jobs=N)")
     return p
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--threads must be a whole number >= 1, got {text!r}")
-    return n
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number >= 1, got {text!r}")
+        return n
+
+    return parse
 
 
 def prepare_tensorflow(threads: int | None = None) -> None:
@@ -130,27 +139,48 @@ def _program(argv: list[str] | None) -> str:
     return "annt"
 
 
+def _given_task(args) -> str | None:
+    """The ``task:`` of the config file after ``--set`` (None if it cannot be read: validation says why)."""
+    from annt.config.loader import apply_overrides, read_yaml
+
+    try:
+        raw = read_yaml(Path(args.config))
+        apply_overrides(raw, args.overrides)
+    except AnntError:
+        return None
+    return raw.get("task")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ banner is noise for users
     from annt import api
+    from annt.tasks import describe
 
     try:
+        grid = _given_task(args) == "grid"
+        if args.jobs is not None and not grid:
+            raise AnntError(f"--jobs {args.jobs}: only for a grid (task: grid); {args.config} is not one")
+        if grid:  # its cells import TensorFlow, each capped to its threads; the grid process does not
+            args.overrides += [f"grid.{k}={v}" for k, v in (("jobs", args.jobs), ("threads", args.threads)) if v]
         if args.check:
             cfg = api.load_config(args.config, args.overrides)
             sys.stdout.write(yaml.safe_dump(cfg, sort_keys=False))
+            more = describe(cfg["task"], cfg)
+            if more:
+                sys.stdout.write(more)
             print(f"# {args.config}: OK ({cfg['task']})", file=sys.stderr)
             return 0
         with sigterm_as_interrupt() as received:
             try:
                 result = api.run_config(args.config, args.overrides, resume=args.resume,
-                                        before_run=lambda: prepare_tensorflow(args.threads))  # after validation, before the task
+                                        before_run=None if grid else lambda: prepare_tensorflow(args.threads))
             except KeyboardInterrupt as e:
                 return _interrupted(e, received["signal"], args, argv)
     except AnntError as e:
         one_line = str(e).replace("\r", "\\r").replace("\n", "\\n")  # a key or path may hold a newline
         print(f"annt: error: {one_line}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return getattr(e, "exit_code", EXIT_USER_ERROR)
     except KeyboardInterrupt:  # Ctrl-C during --check
         print("annt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -165,6 +195,8 @@ def _interrupted(e: KeyboardInterrupt, signum: int | None, args, argv: list[str]
         threads = f" --threads {args.threads}" if args.threads else ""
         hint = (f"; finished work is kept; resume with: {_program(argv)} {shlex.quote(str(args.config))} "
                 f"--resume {shlex.quote(str(e.run_dir))}{threads}")
+    elif isinstance(e, Interrupted) and e.hint:
+        hint = f"; {e.hint}"
     elif isinstance(e, Interrupted):
         hint = f"; run folder {e.run_dir} is incomplete"
     else:

@@ -31,10 +31,12 @@ class Interrupted(KeyboardInterrupt):
     ``run_dir`` is that folder. If ``resumable`` (attack and train runs), the finished work in it
     is kept and ``--resume run_dir`` (or ``annt.run_config(path, resume=run_dir)``) continues it.
     Being a ``KeyboardInterrupt``, it passes through ``except Exception`` like the interrupt it
-    replaces.
+    replaces. ``hint``, when given, says how to continue instead (a grid continues by running the
+    same command again).
     """
 
-    def __init__(self, run_dir, resumable: bool = True):
+    def __init__(self, run_dir, resumable: bool = True, hint: str | None = None):
         super().__init__(f"interrupted; run folder {run_dir}")
         self.run_dir = run_dir
         self.resumable = resumable
+        self.hint = hint  # how to continue, when it is not --resume (a grid: the same command again)

@@ -88,7 +88,7 @@ BAD = [
     ("unknown dataset", ["data.dataset=mnsit"], "data.dataset = 'mnsit' (from --set): allowed: mnist, fashion_mnist, cifar10 (did you mean 'mnist'?)"),
     ("unknown arch", ["model.arch=resnet21"], "model.arch = 'resnet21'"),
     ("unknown attack", ["attack.name=fgms"], "attack.name = 'fgms'"),
-    ("unknown task", ["task=atack"], "task = 'atack' (from --set): allowed: train, attack, infer, transfer, report, diagnose (did you mean 'attack'?)"),
+    ("unknown task", ["task=atack"], "task = 'atack' (from --set): allowed: train, attack, infer, transfer, report, diagnose, grid (did you mean 'attack'?)"),
     ("bool wrong type", ["attack.only_correct=maybe"], "attack.only_correct = 'maybe' (from --set): must be true or false"),
     ("select choice", ["attack.select=best"], "attack.select = 'best'"),
     ("missing checkpoint file", ["model.checkpoint=nowhere/model"], "model.checkpoint = 'nowhere/model' (from --set): no such model folder: "),
