@@ -359,7 +359,12 @@ def accuracy_vs_bits_figure(
     if all_values and min(all_values) >= 0.0 and max(all_values) <= 1.0:
         ax.set_ylim(-0.02, 1.02)
     ax.tick_params(axis="y", labelsize=SMALL_FONT_SIZE)
-    ax.set_xlabel("model bits", fontsize=FONT_SIZE)
+    return _finish_lines(fig, ax, "model bits", ylabel, title)
+
+
+def _finish_lines(fig: Figure, ax, xlabel: str, ylabel: str, title: str | None) -> Figure:
+    """Axis labels, title, grid and legend of a line plot; the figure laid out."""
+    ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
     ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
     if title:
         ax.set_title(title, fontsize=FONT_SIZE + 1)
@@ -406,15 +411,8 @@ def curves_figure(
         ax.set_xscale("log")
     if values and min(values) >= 0.0 and max(values) <= 1.0:
         ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
-    ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
     ax.tick_params(labelsize=SMALL_FONT_SIZE)
-    if title:
-        ax.set_title(title, fontsize=FONT_SIZE + 1)
-    ax.grid(True, alpha=0.4)
-    ax.legend(fontsize=SMALL_FONT_SIZE, loc="best")
-    fig.tight_layout()
-    return fig
+    return _finish_lines(fig, ax, xlabel, ylabel, title)
 
 
 def curves(path: str | os.PathLike, series: Mapping[str, Mapping[float, float]], **kwargs) -> Path:
