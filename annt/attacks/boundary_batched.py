@@ -18,7 +18,9 @@ batch walks at once inside one compiled TensorFlow loop; what each sample does i
   one whose ``ε`` falls below ``min_epsilon`` stops.
 
 Adversarial: targeted, classified as the target; untargeted, not as the clean prediction (ART's
-criterion). As in ART, candidates and the walk are float64 and the model sees float32.
+criterion). The walk is float32, the model's dtype (ART's is float64 after its first step; its model
+sees float32 too). Every candidate is forwarded once, in batches across samples; line-search-like
+retries forward only the samples still looking.
 
 The Gaussian draws are TensorFlow's stateless ones, keyed by a seed taken from numpy's global
 RNG (which ``generate`` seeds) and a counter: same inputs and seed, byte-identical output. They
@@ -42,13 +44,14 @@ BOUNDARY_ART_PARAMS = ("delta", "epsilon", "step_adapt", "max_iter", "num_trial"
 def _build_boundary(classifier, targeted: bool, clip_min: float, clip_max: float):
     import tensorflow as tf
 
-    f32, f64 = tf.float32, tf.float64
+    f32 = tf.float32
     dim = int(np.prod(classifier.input_shape))
     logits = model_fn(classifier)
+    inf = tf.constant(np.inf, f32)
 
     def adversarial(points, label):
-        """(rows, D) float64 points -> whether each is adversarial for its sample's label."""
-        pred = tf.argmax(logits(tf.cast(points, f32)), axis=1, output_type=tf.int32)
+        """(rows, D) points -> whether each is adversarial for its sample's label."""
+        pred = tf.argmax(logits(points), axis=1, output_type=tf.int32)
         return tf.equal(pred, label) if targeted else tf.not_equal(pred, label)
 
     def adapt(size, ratio, factor, where):
@@ -57,21 +60,17 @@ def _build_boundary(classifier, targeted: bool, clip_min: float, clip_max: float
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, dim], f32), tf.TensorSpec([None, dim], f32), tf.TensorSpec([None], tf.bool),
-        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], f64), tf.TensorSpec([], f64), tf.TensorSpec([], f64),
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], f32), tf.TensorSpec([], f32), tf.TensorSpec([], f32),
         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([], f64), tf.TensorSpec([], tf.int64)])
+        tf.TensorSpec([], f32), tf.TensorSpec([], tf.int64)])
     def walk(x, start, walking, label, delta0, epsilon0, step_adapt, max_iter, num_trial, sample_size, min_epsilon,
              seed):
         n = tf.shape(x)[0]
-        x64 = tf.cast(x, f64)
 
         def orthogonal_phase(walking, x_adv, delta, draws, forwarded):
             """Up to num_trial rounds of sample_size candidates for every sample still looking."""
-            to_x = x64 - x_adv
-            dist = tf.norm(to_x, axis=1)
-            unit = to_x / dist[:, None]
-            cands0 = tf.zeros([n, sample_size, dim], f64)
-            sat0 = tf.zeros([n, sample_size], tf.bool)
+            away = x_adv - x
+            dist = tf.norm(away, axis=1)
 
             def cond(t, looking, delta, cands, sat, draws, forwarded):
                 return (t < num_trial) & tf.reduce_any(looking)
@@ -79,18 +78,18 @@ def _build_boundary(classifier, targeted: bool, clip_min: float, clip_max: float
             def body(t, looking, delta, cands, sat, draws, forwarded):
                 rows = tf.where(looking)
                 k = tf.shape(rows)[0]
-                eta = tf.cast(tf.random.stateless_normal([k, sample_size, dim], tf.stack([seed, draws])), f64)
+                eta = tf.random.stateless_normal([k, sample_size, dim], tf.stack([seed, draws]))
                 d = tf.gather_nd(delta, rows)[:, None, None]
-                u = tf.gather_nd(unit, rows)[:, None, :]
-                eta = eta / tf.norm(eta, axis=2, keepdims=True) * d * tf.gather_nd(dist, rows)[:, None, None]
-                eta = eta - tf.reduce_sum(eta * u, axis=2, keepdims=True) * u
+                here_away = tf.gather_nd(away, rows)[:, None, :]
+                unit = here_away / tf.gather_nd(dist, rows)[:, None, None]
+                eta = eta * (d * tf.gather_nd(dist, rows)[:, None, None] / tf.norm(eta, axis=2, keepdims=True))
+                eta = eta - tf.reduce_sum(eta * unit, axis=2, keepdims=True) * unit
                 hyp = tf.sqrt(1 + d * d)
-                here = tf.gather_nd(x_adv, rows)[:, None, :]
-                step = ((1 - hyp) * (here - tf.gather_nd(x64, rows)[:, None, :]) + eta) / hyp
-                c = tf.clip_by_value(here + step, clip_min, clip_max)
+                c = tf.clip_by_value(tf.gather_nd(x_adv, rows)[:, None, :] + ((1 - hyp) * here_away + eta) / hyp,
+                                     clip_min, clip_max)
                 ok = tf.reshape(adversarial(tf.reshape(c, [-1, dim]), tf.repeat(tf.gather_nd(label, rows), sample_size)),
                                 [k, sample_size])
-                ratio = tf.scatter_nd(rows, tf.reduce_mean(tf.cast(ok, f64), axis=1), [n])
+                ratio = tf.scatter_nd(rows, tf.reduce_mean(tf.cast(ok, f32), axis=1), [n])
                 delta = adapt(delta, ratio, step_adapt, looking)
                 got = looking & (ratio > 0)
                 cands = tf.tensor_scatter_nd_update(cands, rows, c)
@@ -98,45 +97,43 @@ def _build_boundary(classifier, targeted: bool, clip_min: float, clip_max: float
                 return (t + 1, looking & ~got, delta, cands, sat, draws + 1,
                         forwarded + tf.cast(k * sample_size, tf.int64))
 
-            _, looking, delta, cands, sat, draws, forwarded = tf.while_loop(
-                cond, body, (tf.constant(0), walking, delta, cands0, sat0, draws, forwarded))
-            return looking, delta, cands, sat, draws, forwarded
+            state = (tf.constant(0), walking, delta, tf.zeros([n, sample_size, dim], f32),
+                     tf.zeros([n, sample_size], tf.bool), draws, forwarded)
+            _, lost, delta, cands, sat, draws, forwarded = tf.while_loop(cond, body, state)
+            return lost, delta, cands, sat, draws, forwarded
 
         def source_phase(seeking, epsilon, cands, sat, forwarded):
-            """Up to num_trial steps of size epsilon from the adversarial candidates towards x."""
-            target = tf.reshape(tf.broadcast_to(x64[:, None, :], tf.shape(cands)), [-1, dim])
+            """Up to num_trial steps of size epsilon from each sample's adversarial candidates towards x;
+            the adversarial result nearest to x (the first of equals, as np.argmin) for those that get one."""
             flat = tf.reshape(cands, [-1, dim])
-            flat_label = tf.repeat(label, sample_size)
-            best0 = tf.zeros([n, dim], f64)
+            count = tf.reduce_sum(tf.cast(sat, f32), axis=1)
 
             def cond(t, seeking, epsilon, best, forwarded):
                 return (t < num_trial) & tf.reduce_any(seeking)
 
             def body(t, seeking, epsilon, best, forwarded):
-                use = tf.reshape(sat & seeking[:, None], [-1])
-                rows = tf.where(use)
-                eps = tf.repeat(epsilon, sample_size)
-                c = tf.gather_nd(flat, rows)
-                moved = tf.clip_by_value(c + (tf.gather_nd(target, rows) - c) * tf.gather_nd(eps, rows)[:, None],
+                rows = tf.where(tf.reshape(sat & seeking[:, None], [-1]))[:, 0]
+                sample = tf.cast(rows // tf.cast(sample_size, tf.int64), tf.int32)
+                c = tf.gather(flat, rows)
+                moved = tf.clip_by_value(c + (tf.gather(x, sample) - c) * tf.gather(epsilon, sample)[:, None],
                                          clip_min, clip_max)
-                ok_rows = adversarial(moved, tf.gather_nd(flat_label, rows))
-                ok = tf.reshape(tf.scatter_nd(rows, ok_rows, [n * sample_size]), [n, sample_size])
-                ratio = tf.reduce_sum(tf.cast(ok, f64), axis=1) / tf.maximum(tf.reduce_sum(tf.cast(sat, f64), axis=1), 1)
+                ok = adversarial(moved, tf.gather(label, sample))
+                ratio = tf.math.unsorted_segment_sum(tf.cast(ok, f32), sample, n) / tf.maximum(count, 1)
                 epsilon = adapt(epsilon, ratio, step_adapt, seeking)
                 got = seeking & (ratio > 0)
-                # nearest adversarial to x (the first of equals, as np.argmin)
-                points = tf.reshape(tf.scatter_nd(rows, moved, [n * sample_size, dim]), [n, sample_size, dim])
-                dist = tf.where(ok, tf.norm(x64[:, None, :] - points, axis=2), tf.constant(np.inf, f64))
-                nearest = tf.gather(points, tf.argmin(dist, axis=1, output_type=tf.int32), axis=1, batch_dims=1)
-                best = tf.where(got[:, None], nearest, best)
-                return t + 1, seeking & ~got, epsilon, best, forwarded + tf.shape(rows, out_type=tf.int64)[0]
+                dist = tf.where(ok, tf.norm(tf.gather(x, sample) - moved, axis=1), inf)
+                nearest = ok & tf.equal(dist, tf.gather(tf.math.unsorted_segment_min(dist, sample, n), sample))
+                k = tf.shape(rows)[0]
+                first = tf.math.unsorted_segment_min(tf.where(nearest, tf.range(k), k), sample, n)
+                best = tf.where(got[:, None], tf.gather(moved, tf.minimum(first, k - 1)), best)
+                return t + 1, seeking & ~got, epsilon, best, forwarded + tf.cast(k, tf.int64)
 
             _, failed, epsilon, best, forwarded = tf.while_loop(
-                cond, body, (tf.constant(0), seeking, epsilon, best0, forwarded))
+                cond, body, (tf.constant(0), seeking, epsilon, tf.zeros([n, dim], f32), forwarded))
             return failed, epsilon, best, forwarded
 
         def nearest_candidate(cands, sat):
-            dist = tf.where(sat, tf.norm(x64[:, None, :] - cands, axis=2), tf.constant(np.inf, f64))
+            dist = tf.where(sat, tf.norm(x[:, None, :] - cands, axis=2), inf)
             return tf.gather(cands, tf.argmin(dist, axis=1, output_type=tf.int32), axis=1, batch_dims=1)
 
         def iterate(i, walking, x_adv, delta, epsilon, draws, forwarded):
@@ -145,15 +142,16 @@ def _build_boundary(classifier, targeted: bool, clip_min: float, clip_max: float
             failed, epsilon, best, forwarded = source_phase(seeking, epsilon, cands, sat, forwarded)
             stepped = seeking & ~failed
             x_adv = tf.where(stepped[:, None], best, x_adv)
-            x_adv = tf.where(failed[:, None], nearest_candidate(cands, sat), x_adv)
+            x_adv = tf.cond(tf.reduce_any(failed), lambda: tf.where(failed[:, None], nearest_candidate(cands, sat), x_adv),
+                            lambda: x_adv)
             walking = stepped & (epsilon >= min_epsilon)
             return i + 1, walking, x_adv, delta, epsilon, draws, forwarded
 
-        state = (tf.constant(0), walking, tf.cast(start, f64), tf.fill([n], delta0), tf.fill([n], epsilon0),
+        state = (tf.constant(0), walking, start, tf.fill([n], delta0), tf.fill([n], epsilon0),
                  tf.constant(0, tf.int64), tf.constant(0, tf.int64))
         _, _, x_adv, _, _, _, forwarded = tf.while_loop(
             lambda i, walking, *_: (i < max_iter) & tf.reduce_any(walking), iterate, state)
-        return tf.cast(x_adv, f32), forwarded
+        return x_adv, forwarded
 
     return walk
 
@@ -191,9 +189,9 @@ def boundary(classifier, x: np.ndarray, start: np.ndarray, walking: np.ndarray, 
             continue
         x_adv, forwarded = fn(
             tf.constant(flat[sl]), tf.constant(starts[sl]), tf.constant(np.asarray(walking[sl], bool)),
-            tf.constant(np.asarray(labels[sl], np.int32)), tf.constant(delta, tf.float64),
-            tf.constant(epsilon, tf.float64), tf.constant(step_adapt, tf.float64), tf.constant(max_iter, tf.int32),
-            tf.constant(num_trial, tf.int32), tf.constant(sample_size, tf.int32), tf.constant(min_epsilon, tf.float64),
+            tf.constant(np.asarray(labels[sl], np.int32)), tf.constant(delta, tf.float32),
+            tf.constant(epsilon, tf.float32), tf.constant(step_adapt, tf.float32), tf.constant(max_iter, tf.int32),
+            tf.constant(num_trial, tf.int32), tf.constant(sample_size, tf.int32), tf.constant(min_epsilon, tf.float32),
             tf.constant(int(seed) * 1_000_003 + b, tf.int64))
         out[sl] = np.where(np.asarray(walking[sl])[:, None], x_adv.numpy(), starts[sl])
         stats["forward_rows"] += int(forwarded)
