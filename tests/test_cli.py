@@ -193,7 +193,7 @@ def test_wheel_holds_every_module_the_sample_and_the_command(tmp_path):
         pytest.importorskip("wheel")  # older setuptools build wheels through it
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-dev.txt"):
+    for name in ("pyproject.toml", "README.md", *(p.name for p in ROOT.glob("requirements*.txt"))):
         (src / name).write_bytes((ROOT / name).read_bytes())
     wanted = set()
     for p in (ROOT / "annt").rglob("*"):
