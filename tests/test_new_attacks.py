@@ -352,6 +352,24 @@ def test_bba_results_are_adversarial_in_any_batch(model, batch, norm):
     np.testing.assert_array_equal(pushed[ran], out.x_adv[ran])  # already past: tau = 0
 
 
+@pytest.mark.parametrize("norm", [2, "inf"])
+def test_bba_attacks_each_sample_as_if_alone(model, batch, norm):
+    """ART's batched generate couples the rows of a batch (excluded labels, bisection, trust region,
+    mean loss); annt's batch gives what each sample gives on its own."""
+    x, y = batch
+    clf = make_classifier(model)
+    np.random.seed(0)
+    starts, found = art_attacks.random_starts(clf, x, y, False, 50, 16)
+    x, y, starts = x[found], np.eye(10, dtype=np.float32)[y[found]], starts[found]
+    attack = art_attacks._bba_class()(clf, norm=norm, steps=10, batch_size=16)
+    together = attack.generate(x, y=y, starting_points=starts)
+    alone = np.concatenate([attack.generate(x[i:i + 1], y=y[i:i + 1], starting_points=starts[i:i + 1])
+                            for i in range(len(x))])
+    key = "l2" if norm == 2 else "linf"
+    np.testing.assert_allclose(perturbation_norms(x, together)[key], perturbation_norms(x, alone)[key], rtol=1e-2)
+    assert attack.lr == 1e-3
+
+
 @pytest.mark.parametrize("name", ["bba", "hopskipjump"])
 def test_boundary_walks_end_closer_than_their_seeded_starts(model, batch, name):
     x, y = batch

@@ -12,16 +12,16 @@ What ART 1.20.1 does by itself, and what annt changes (the registry entries in
   annt keeps each sample's first adversarial iterate, as the paper's code keeps any adversarial
   iterate. Restarts run here: each from a fresh random point around ``x`` on the samples still unbroken.
 * **Brendel & Bethge** (``bba``). ART always re-wraps a TensorFlow estimator into a stock eager one,
-  and its ``generate`` mixes the samples of a batch: the "best other class" of every row excludes
-  the labels of *all* rows (``logits[:, labels] = -inf``), so a targeted run accepts points that are
-  not classified as the target; the initial bisection moves all samples by one common fraction;
-  the logit-margin loss is the batch mean (each sample's boundary gradient divided by the batch
-  size); the trust region grows with the batch size. Here ART's ``generate`` runs one sample at a
-  time (all four then act per sample, as in the paper) on annt's compiled estimator with the
-  margin loss. ART draws starting points from an unseeded ``RandomState`` and fails
-  (``AssertionError``) when a sample has none; here they come from :func:`random_starts` (seeded).
-  Its results sit within float rounding of the boundary; :func:`past_the_boundary` moves them
-  just past it, so they stay adversarial whatever batch they are predicted in.
+  and its ``generate`` couples the samples of a batch: the "best other class" of every row excludes
+  the labels of *all* rows (``logits[:, labels] = -inf``: a targeted run then accepts points not
+  classified as the target), the initial bisection moves all samples by one common fraction, the
+  logit-margin loss is the batch mean (each sample's boundary gradient divided by the batch size),
+  and the trust region grows with the batch size. Here each sample is attacked as if alone, on
+  annt's compiled estimator, while samples with one label share the model calls (:func:`_bba_class`).
+  ART draws starting points from an unseeded ``RandomState`` and fails (``AssertionError``) when a
+  sample has none; here they come from :func:`random_starts` (seeded). Its results sit within float
+  rounding of the boundary; :func:`past_the_boundary` moves them just past it, so they stay
+  adversarial whatever batch they are predicted in.
 * **HopSkipJump** (``hopskipjump``) and Boundary: starting points drawn here, seeded
   (:func:`random_starts`, used by :func:`annt.attacks.runner._run_from_random_starts`); ART would
   draw them from an unseeded ``RandomState``.
@@ -472,8 +472,17 @@ def _bba_class():
     from art.attacks.evasion.brendel_bethge import BrendelBethgeAttack
 
     class BBA(BrendelBethgeAttack):
-        """ART's Brendel & Bethge on annt's estimator, one sample at a time; ``generate`` needs
-        adversarial ``starting_points``."""
+        """ART's Brendel & Bethge on annt's estimator, each sample on its own; ``generate`` needs
+        adversarial ``starting_points``.
+
+        ART's ``generate`` couples the rows of a batch; each coupling is undone here, so that every
+        sample is attacked as if alone (as in the paper), while rows with one label still share
+        the model calls: starts are bisected to the boundary per sample (ART's bisection moves the
+        batch by one fraction), ART runs once per label (it sets the logits of *every* row's label
+        to -inf when it looks for a row's best other class), ``lr`` is divided by the rows of the
+        run (ART's trust region is ``lr`` times the size of the whole batch array), and the margin
+        loss is summed, not averaged.
+        """
 
         @functools.wraps(BrendelBethgeAttack.__init__)  # ART's signature: runner._art_kwargs reads it
         def __init__(self, estimator, *args, **kwargs):
@@ -482,10 +491,29 @@ def _bba_class():
 
         def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
             x = np.asarray(x, dtype=np.float32)
-            starts = np.asarray(kwargs.pop("starting_points"), dtype=np.float32)
-            with _no_progress_bars():
-                return np.concatenate([super(BBA, self).generate(x[i:i + 1], y=y[i:i + 1], starting_points=starts[i:i + 1],
-                                                                 **kwargs) for i in range(len(x))])
+            labels = np.argmax(y, axis=1)
+            starts = self._bisect(x, np.asarray(kwargs.pop("starting_points"), dtype=np.float32), labels)
+            x_adv, lr = np.empty_like(x), self.lr
+            try:
+                with _no_progress_bars():
+                    for label in np.unique(labels):
+                        rows = np.flatnonzero(labels == label)
+                        self.lr = lr / len(rows)
+                        x_adv[rows] = super().generate(x[rows], y=y[rows], starting_points=starts[rows], **kwargs)
+            finally:
+                self.lr = lr
+            return x_adv
+
+        def _bisect(self, x0: np.ndarray, x1: np.ndarray, labels: np.ndarray) -> np.ndarray:
+            """Per sample, the point of ART's ``mid_points`` path from ``x0`` to adversarial ``x1`` closest to
+            ``x0`` that is still adversarial, within 2^-binary_search_steps of the path."""
+            low, high = np.zeros(len(x0)), np.ones(len(x0))
+            for _ in range(self.binary_search_steps):
+                mid = (low + high) / 2
+                adv = _adversarial(self.estimator, self.mid_points(x0, x1, mid, self.estimator.clip_values), labels,
+                                   self.targeted, self.batch_size)
+                low, high = np.where(adv, low, mid), np.where(adv, mid, high)
+            return self.mid_points(x0, x1, high, self.estimator.clip_values)
 
     return BBA
 
