@@ -25,6 +25,7 @@ cells the way Ctrl-C stops a run: finished batches stay) and ``close()``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -111,8 +112,9 @@ def run_cell(job: dict) -> dict:
     resume = str(state.run_dir) if state.status == "unfinished" and job["task"] in api.RESUMABLE_TASKS else None
     from annt.io import atomic_write_json
 
-    atomic_write_json(folder / "worker.json", {"pid": os.getpid(), "host": socket.gethostname(),
-                                               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "resume": resume})
+    started = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+    atomic_write_json(folder / "worker.json", {"pid": os.getpid(), "host": socket.gethostname(), "started": started,
+                                               "resume": resume})
     out: dict = {"resumed": resume is not None}
     with console_to(folder / "console.txt"):
         print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} on {socket.gethostname()}"
