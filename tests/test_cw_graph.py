@@ -114,7 +114,7 @@ def test_binary_search_and_line_search_work_as_art_counts(float_model, data):
     x, y = data
     _, stats = carlini_l2(make_classifier(float_model), x, np.eye(10, dtype=np.float32)[y], **SETTINGS)
     iterations = SETTINGS["binary_search_steps"] * SETTINGS["max_iter"]
-    assert stats["gradient_passes"] == iterations * len(x)
+    assert stats["gradient_rows"] == iterations * len(x)
     assert iterations * len(x) < stats["forward_rows"] < 12 * iterations * len(x)
 
 

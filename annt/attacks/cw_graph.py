@@ -64,8 +64,9 @@ _GRAPHS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 class GraphAttackRun:
     """What a graph attack did, for ``generate``'s ``attack`` slot and the benchmarks.
 
-    :ivar stats: counts summed over batches, e.g. ``gradient_passes`` (batch-wide forward +
-        backward passes) and ``forward_rows`` (images forwarded outside gradient passes).
+    :ivar stats: counts summed over batches, e.g. ``gradient_rows`` (images through a forward +
+        backward pass) and ``forward_rows`` (images through a forward pass only); per image they
+        are the attack's passes.
     """
 
     stats: dict = field(default_factory=dict)
@@ -322,8 +323,9 @@ def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = Fal
     :param y: one-hot ``(N, nb_classes)``: true labels (untargeted) or targets (targeted), as ART takes them.
     :param batch_size: samples per graph call (ART's ``batch_size``); default all.
     :return: ``(x_adv, stats)``; ``x_adv[i] = x[i]`` where no adversarial was found (as ART).
-        ``stats``: ``gradient_passes`` (per batch, summed) and ``forward_rows`` (images forwarded
-        outside gradient passes: line-search tries, clean logits, final settles).
+        ``stats``: ``gradient_rows`` (images through forward + backward: batch size x gradient
+        steps) and ``forward_rows`` (images through a forward pass only: line-search tries, clean
+        logits, the logits after a round's last move).
     """
     import tensorflow as tf
     from art.utils import original_to_tanh
@@ -340,7 +342,7 @@ def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = Fal
     w0 = original_to_tanh(flat, clip_min, clip_max, _TANH_SMOOTHER).astype(np.float32)
     step = int(batch_size or max(n, 1))
     out = np.empty_like(flat)
-    stats = {"gradient_passes": 0, "forward_rows": 0, "samples": n}
+    stats = {"gradient_rows": 0, "forward_rows": 0, "samples": n}
     for start in range(0, n, step):
         sl = slice(start, start + step)
         best_x, passes, forwarded = fn(
@@ -349,7 +351,7 @@ def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = Fal
             tf.constant(binary_search_steps, tf.int32), tf.constant(max_iter, tf.int32),
             tf.constant(max_halving, tf.int32), tf.constant(max_doubling, tf.int32))
         out[sl] = best_x.numpy()
-        stats["gradient_passes"] += int(passes) * (min(n, start + step) - start)
+        stats["gradient_rows"] += int(passes) * (min(n, start + step) - start)
         stats["forward_rows"] += int(forwarded)
     return out.reshape(x.shape), stats
 

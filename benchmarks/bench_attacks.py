@@ -1,0 +1,190 @@
+"""Seconds per image of the paper's C&W-L2 and Boundary: stock ART, annt's ART path and the in-graph versions.
+
+Each attack runs with the paper's settings (SPEC §6; C&W: confidence 5, max_iter 25,
+binary_search_steps 20, initial_const 0.01; Boundary: max_iter 15) on the shipped 4-bit Mnist A and
+the first images of the shipped MNIST test sample, all images of a batch size in one call:
+
+* stock ART: ART's attack on ART's stock ``TensorFlowV2Classifier`` (eager), at the smallest batch
+  only (hours at 1000). Quick mode times stock C&W on 2 of its 20 binary-search rounds and scales x10
+  (every round runs the same max_iter iterations from x).
+* annt ART: ART's attack on annt's compiled estimator (``implementation: art``).
+* graph: the in-graph version (``implementation: graph``, the default).
+* floor, measured in the same run at the same batch: C&W, compiled forward + input-gradient time x
+  its binary_search_steps x max_iter = 500 gradient steps; "work floor" adds the forward passes of
+  ART's line search, counted in the graph run (the algorithm needs them too). Boundary: forward time
+  x the images its walk classified (counted), measured at the walk's batch (batch x sample_size).
+
+Agreement (graph vs annt ART, same images and starts): success rate (points) and mean L2 of the
+successes (%), on the 4-bit model (the timed runs' outputs) and on its float twin models/mnist_a-fp.
+
+    python benchmarks/bench_attacks.py            # quick (default): batch 20, agreement on 20 float images
+    python benchmarks/bench_attacks.py --full     # batches 20 and 1000, stock ART in full, 200 float images
+    options: --batches 20 200  --agreement N  --attacks cw_l2 boundary  --model DIR
+
+Wall-clock times of one run; ratios are measured side by side in that run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from annt.attacks.estimator import make_classifier  # noqa: E402
+from annt.attacks.registry import ATTACKS, gradient_options, paper_params  # noqa: E402
+
+STOCK_ROUNDS = 2  # quick mode: stock C&W binary-search rounds timed (of the paper's 20)
+
+
+def run(name: str, classifier, x: np.ndarray, y: np.ndarray, implementation: str, **override):
+    """The registry runner of ``name`` (what ``annt.attacks.runner.generate`` calls) with the paper's
+    settings: ``(x_adv, attack object, seconds)``. Seeded as ``generate`` seeds."""
+    spec = ATTACKS[name]
+    params = {**paper_params(name, "mnist"), **override, "implementation": implementation}
+    params = {k: v for k, v in params.items() if k not in gradient_options(spec, params)}
+    module, _, function = spec.runner.partition(":")
+    runner = getattr(__import__(module, fromlist=[function]), function)
+    onehot = np.eye(10, dtype=np.float32)[y]
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    x_adv, attack = runner(spec, classifier, x, onehot, params, False, len(x))
+    return np.asarray(x_adv, np.float32), attack, time.perf_counter() - start
+
+
+def per_image(fn, n: int, reps: int) -> float:
+    """Median seconds per image of ``fn()`` over ``reps`` calls (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / n
+
+
+def floors(fast, x: np.ndarray, y: np.ndarray, rows: int) -> dict:
+    """Compiled forward + input-gradient and forward seconds per image at batch len(x), and forward
+    seconds per image at ``rows`` images per call (the Boundary walk's batches)."""
+    reps = max(3, 2000 // len(x))
+    big = np.ascontiguousarray(np.resize(x, (rows, *x.shape[1:])))
+    return {"grad": per_image(lambda: fast.class_gradient(x, label=y), len(x), reps),
+            "fwd": per_image(lambda: fast.predict(x, batch_size=len(x)), len(x), reps),
+            "fwd_rows": per_image(lambda: fast.predict(big, batch_size=rows), rows, max(3, 2000 // rows))}
+
+
+def outcome(fast, x, y, x_adv) -> tuple[np.ndarray, np.ndarray]:
+    evaded = np.argmax(fast.predict(x_adv, batch_size=256), axis=1) != y
+    return evaded, np.sqrt(((x_adv - x) ** 2).reshape(len(x), -1).sum(axis=1))
+
+
+def agreement(fast, x, y, graph_adv, art_adv) -> str:
+    (eg, lg), (ea, la) = outcome(fast, x, y, graph_adv), outcome(fast, x, y, art_adv)
+    mg, ma = (float(lg[eg].mean()) if eg.any() else float("nan")), (float(la[ea].mean()) if ea.any() else float("nan"))
+    return (f"n={len(x)}: success graph {eg.mean():.1%} / ART {ea.mean():.1%} ({100 * (eg.mean() - ea.mean()):+.1f} "
+            f"points); mean L2 of successes {mg:.4f} / {ma:.4f} ({100 * (mg / ma - 1):+.2f}%); same outcome on "
+            f"{np.mean(eg == ea):.1%} of samples")
+
+
+def bench_cw(model, fast, stock, x_all, y_all, batches, full: bool) -> None:
+    paper = paper_params("cw_l2", "mnist")
+    steps = paper["binary_search_steps"] * paper["max_iter"]
+    run("cw_l2", fast, x_all[:2], y_all[:2], "graph", max_iter=1, binary_search_steps=1)  # trace once
+    for b in batches:
+        x, y = x_all[:b], y_all[:b]
+        floor_before = floors(fast, x, y, b)
+        graph_adv, graph_run, t_graph = run("cw_l2", fast, x, y, "graph")
+        art_adv, _, t_art = run("cw_l2", fast, x, y, "art")
+        floor_after = floors(fast, x, y, b)
+        f = {k: (floor_before[k] + floor_after[k]) / 2 for k in floor_before}
+        stats = graph_run.stats
+        floor = steps * f["grad"]
+        work = (stats["gradient_rows"] * f["grad"] + stats["forward_rows"] * f["fwd"]) / b
+        line = (f"cw_l2 batch {b:5d}: graph {t_graph / b:.4f} s/img | annt ART {t_art / b:.4f} "
+                f"({t_art / t_graph:.1f}x graph)")
+        if b == batches[0]:
+            rounds = paper["binary_search_steps"] if full else STOCK_ROUNDS
+            _, _, t_stock = run("cw_l2", stock, x, y, "art", binary_search_steps=rounds)
+            t_stock *= paper["binary_search_steps"] / rounds
+            line += f" | stock ART {t_stock / b:.4f}{'' if full else ' (scaled from 2 rounds)'} ({t_stock / t_graph:.0f}x graph)"
+        print(line)
+        print(f"      floor: fwd+grad {f['grad'] * 1e3:.4f} ms/img x {steps} steps = {floor:.4f} s/img -> graph "
+              f"{t_graph / b / floor:.2f}x floor; line search {stats['forward_rows'] / b / steps:.2f} forwards/img/step "
+              f"(fwd {f['fwd'] * 1e3:.4f} ms/img): work floor {work:.4f} s/img -> graph {t_graph / b / work:.2f}x")
+        print(f"      agreement, 4-bit: {agreement(fast, x, y, graph_adv, art_adv)}")
+
+
+def bench_boundary(model, fast, stock, x_all, y_all, batches, full: bool) -> None:
+    paper = paper_params("boundary", "mnist")
+    run("boundary", fast, x_all[:2], y_all[:2], "graph", max_iter=1)  # trace once
+    for b in batches:
+        x, y = x_all[:b], y_all[:b]
+        graph_adv, graph_run, t_graph = run("boundary", fast, x, y, "graph")
+        art_adv, _, t_art = run("boundary", fast, x, y, "art")
+        rows = min(b * paper["sample_size"], 4000)
+        f = floors(fast, x, y, rows)
+        walked = graph_run.stats["forward_rows"] / b
+        floor = walked * f["fwd_rows"]
+        line = (f"boundary batch {b:5d}: graph {t_graph / b:.4f} s/img | annt ART {t_art / b:.4f} "
+                f"({t_art / t_graph:.1f}x graph)")
+        if b == batches[0]:
+            _, _, t_stock = run("boundary", stock, x, y, "art")
+            line += f" | stock ART {t_stock / b:.4f} ({t_stock / t_graph:.0f}x graph)"
+        print(line)
+        print(f"      floor: {walked:.0f} forwards/img ({walked / paper['max_iter']:.1f} per iteration) x fwd "
+              f"{f['fwd_rows'] * 1e3:.4f} ms/img at {rows} rows = {floor:.4f} s/img -> graph {t_graph / b / floor:.2f}x "
+              f"floor (starting points included in the attack times)")
+        print(f"      agreement, 4-bit: {agreement(fast, x, y, graph_adv, art_adv)}")
+
+
+def float_agreement(attacks, x, y) -> None:
+    from annt.models.folder import load_model_folder
+
+    model, _ = load_model_folder(os.path.join(ROOT, "models", "mnist_a-fp"))
+    fast = make_classifier(model)
+    for name in attacks:
+        graph_adv, _, t_graph = run(name, fast, x, y, "graph")
+        art_adv, _, t_art = run(name, fast, x, y, "art")
+        print(f"{name} agreement, float (mnist_a-fp, batch {len(x)}, graph {t_graph / len(x):.4f} / annt ART "
+              f"{t_art / len(x):.4f} s/img): {agreement(fast, x, y, graph_adv, art_adv)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="batches 20 and 1000, stock ART in full, 200 float images")
+    parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (default: 20; --full: 20 1000)")
+    parser.add_argument("--agreement", type=int, help="float-model agreement images (default 20; --full: 200)")
+    parser.add_argument("--attacks", nargs="+", default=["cw_l2", "boundary"], choices=["cw_l2", "boundary"])
+    parser.add_argument("--model", default=os.path.join(ROOT, "models", "mnist_a-4bit"))
+    args = parser.parse_args()
+    batches = args.batches or ([20, 1000] if args.full else [20])
+    n_agree = args.agreement or (200 if args.full else 20)
+
+    from annt.data import load_sample
+    from annt.models.folder import load_model_folder
+
+    model, card = load_model_folder(args.model)
+    ds = load_sample()
+    x_all, y_all = np.ascontiguousarray(ds.x), np.asarray(ds.y)
+    if max(batches + [n_agree]) > len(x_all):
+        parser.error(f"the shipped sample has {len(x_all)} images")
+    fast, stock = make_classifier(model), make_classifier(model, fast=False)
+    print(f"model {args.model} ({card['arch']} {card['bits']['label']}), shipped MNIST sample; batches {batches}; "
+          f"{'full' if args.full else 'quick'} mode; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start")
+    if "cw_l2" in args.attacks:
+        bench_cw(model, fast, stock, x_all, y_all, batches, args.full)
+    if "boundary" in args.attacks:
+        bench_boundary(model, fast, stock, x_all, y_all, batches, args.full)
+    float_agreement(args.attacks, x_all[:n_agree], y_all[:n_agree])
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
