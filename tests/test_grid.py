@@ -132,6 +132,27 @@ def test_cell_hash_ignores_where_the_grid_lives_and_changes_with_config_and_inpu
     assert set(e.values()).isdisjoint(d.values())  # the commit is part of the code version now
 
 
+def test_shipped_table6_grid_is_the_papers_experiment():
+    path = ROOT / "configs" / "papers" / "annt2024" / "table6_mnist.yaml"
+    cells = cells_of(load_config(path))
+    assert len(cells) == 35 and {c.meta["attack"] for c in cells} == {"fgsm", "jsma", "uap", "cw_l2", "boundary"}
+    assert {Path(c.meta["model"]).name for c in cells} == {f"mnist_a-{b}" for b in
+                                                           ("fp", "1bit", "2bit", "4bit", "8bit", "12bit", "16bit")}
+    for c in cells:  # the ANNT graph at the paper's settings, 1000 prefiltered test images x 3 runs
+        a = c.config["attack"]
+        assert (a["preset"], a["samples"], a["runs"], a["only_correct"]) == ("paper", 1000, 3, True)
+        assert c.config["model"]["batchnorm"] is False and c.config["data"]["split"] == "test"
+    assert cells[0].config["attack"]["params"]["eps"] == 0.25 and cells[-1].config["attack"]["params"]["max_iter"] == 15
+    quick = load_config(path, ["grid.quick=true"])
+    qcells = cells_of(quick)
+    assert grid_folder(quick).name == "annt2024-table6-mnist-quick".join(["grid-", ""])
+    assert {(c.config["attack"]["samples"], c.config["attack"]["runs"]) for c in qcells} == {(20, 2)}
+    assert not {c.hash for c in qcells} & {c.hash for c in cells}
+    matrix = cells_of(load_config(ROOT / "configs" / "grid" / "mnist_a_fgsm_7x7.yaml"))
+    assert [c.task for c in matrix] == ["attack"] * 7 + ["transfer"] and len(matrix[-1].depends) == 7
+    assert matrix[-1].template["transfer"]["targets"] == [c.meta["model"] for c in matrix[:7]]
+
+
 # --------------------------------------------------------------------------- bad input: one line, exit 2, nothing made
 @pytest.mark.parametrize("grid, fragment", [
     ("axes: {eps: []}", "grid.axes.eps = []: an axis needs at least one value"),

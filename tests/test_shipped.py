@@ -24,7 +24,7 @@ def test_shipped_config_validates(path):
     need = next((v for k, v in NEEDS.items() if k in rel and "train/" not in rel), None)
     if need is None:
         cfg = load_config(path)
-        assert cfg["task"] in ("train", "attack", "infer", "transfer", "report")
+        assert cfg["task"] in ("train", "attack", "infer", "transfer", "report", "diagnose", "grid")
         return
     try:
         load_config(path)
