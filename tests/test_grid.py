@@ -333,6 +333,33 @@ def test_aggregation_from_known_cell_results(tmp_path, capsys):
     assert (gdir / "heatmap_adversarial_accuracy.png").is_file() and (gdir / "accuracy_vs_bits.png").is_file()
 
 
+def test_train_grid_tables_have_bit_widths_as_columns_pooled_over_seeds(tmp_path, capsys):
+    p = write_grid(tmp_path, """\
+        base:
+          task: train
+          data: {dataset: mnist, limit: 500, val_size: 100}
+          model: {arch: lenet5}
+          train: {epochs: 1}
+        axes:
+          model.bits: [1, fp]
+          seed: [0, 1]
+        run: false
+        """)
+    cells = cells_of(load_config(p))
+    assert [c.label for c in cells] == ["bits1-seed0", "bits1-seed1", "bitsfp-seed0", "bitsfp-seed1"]
+    for c, acc in zip(cells, (0.90, 0.92, 0.97, 0.99)):
+        run = c.folder / f"20240101-000000-train-{c.label}"
+        run.mkdir(parents=True)
+        (run / "config.resolved.yaml").write_text(yaml.safe_dump(c.config))
+        (run / "results.json").write_text(json.dumps({"task": "train", "complete": True, "test_accuracy": acc,
+                                                      "val_accuracy": acc - 0.01, "elapsed_s": 5.0}))
+    rc, out, err = run_cli([p], capsys)
+    assert rc == 0, err
+    md = (tmp_path / "runs" / "grid-g" / "tables.md").read_text()
+    assert "| cells | FP | 1 |\n|---|---|---|\n| all | 0.980 ± 0.010 | 0.910 ± 0.010 |\n" in md
+    assert "| train | 4 | 20.0 |" in md
+
+
 # --------------------------------------------------------------------------- faults and interruption
 @needs_models
 def test_a_failing_cell_is_named_the_others_finish_exit_1(tmp_path, capsys):
