@@ -187,6 +187,23 @@ def test_executor_that_cannot_start_is_refused_before_anything(tmp_path, capsys,
     assert not (tmp_path / "runs").exists()
 
 
+@needs_models
+def test_a_second_grid_process_on_the_same_folder_is_refused(tmp_path, capsys):
+    from annt.tasks import grid as grid_task
+
+    p = tiny(tmp_path)
+    cfg = load_config(p)
+    run = grid_task.run_folder(cfg, None)  # as if another annt process were running this grid
+    try:
+        rc, _, err = run_cli([p], capsys)
+        assert rc == 2 and err.count("\n") == 1
+        assert f"grid folder {run.path} is in use by another annt process (pid {os.getpid()})" in err
+        assert not (run.path / "cells").exists()
+    finally:
+        run.close()
+        grid_task._release(run.path)
+
+
 def test_jobs_flag_is_for_grids_only(tmp_path, capsys, fake_model_dir):
     p = tmp_path / "a.yaml"
     p.write_text(f"task: attack\noutput_dir: {tmp_path / 'runs'}\nmodel: {{checkpoint: {fake_model_dir}}}\n"
