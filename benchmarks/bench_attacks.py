@@ -21,7 +21,8 @@ successes (%), on the 4-bit model (the timed runs' outputs) and on its float twi
     python benchmarks/bench_attacks.py --full     # batches 20 and 1000, stock ART in full, 200 float images
     options: --batches 20 200  --agreement N  --attacks cw_l2 boundary  --model DIR
 
-Wall-clock times of one run; ratios are measured side by side in that run.
+Times of one run, wall clock and process CPU (all threads); ratios are measured side by side in that
+run and quoted by CPU time, which other jobs on a shared machine disturb far less than the wall clock.
 """
 from __future__ import annotations
 
@@ -43,9 +44,21 @@ from annt.attacks.registry import ATTACKS, gradient_options, paper_params  # noq
 STOCK_ROUNDS = 2  # quick mode: stock C&W binary-search rounds timed (of the paper's 20)
 
 
+class Clock:
+    """Wall-clock and process CPU seconds (all threads) of a block. On a shared machine the CPU time
+    is the steadier measure of an attack's work: other jobs stretch the wall clock, not it."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def run(name: str, classifier, x: np.ndarray, y: np.ndarray, implementation: str, **override):
     """The registry runner of ``name`` (what ``annt.attacks.runner.generate`` calls) with the paper's
-    settings: ``(x_adv, attack object, seconds)``. Seeded as ``generate`` seeds."""
+    settings: ``(x_adv, attack object, Clock)``. Seeded as ``generate`` seeds."""
     spec = ATTACKS[name]
     params = {**paper_params(name, "mnist"), **override, "implementation": implementation}
     params = {k: v for k, v in params.items() if k not in gradient_options(spec, params)}
@@ -53,20 +66,29 @@ def run(name: str, classifier, x: np.ndarray, y: np.ndarray, implementation: str
     runner = getattr(__import__(module, fromlist=[function]), function)
     onehot = np.eye(10, dtype=np.float32)[y]
     keras.utils.set_random_seed(0)
-    start = time.perf_counter()
-    x_adv, attack = runner(spec, classifier, x, onehot, params, False, len(x))
-    return np.asarray(x_adv, np.float32), attack, time.perf_counter() - start
+    with Clock() as clock:
+        x_adv, attack = runner(spec, classifier, x, onehot, params, False, len(x))
+    return np.asarray(x_adv, np.float32), attack, clock
 
 
-def per_image(fn, n: int, reps: int) -> float:
-    """Median seconds per image of ``fn()`` over ``reps`` calls (after one warm-up)."""
+def per_image(fn, n: int, reps: int) -> np.ndarray:
+    """Median (wall, CPU) seconds per image of ``fn()`` over ``reps`` calls (after one warm-up)."""
     fn()
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) / n
+        with Clock() as clock:
+            fn()
+        times.append((clock.wall, clock.cpu))
+    return np.median(np.array(times), axis=0) / n
+
+
+def show(seconds: np.ndarray) -> str:
+    return f"{seconds[0]:.4f} s/img (cpu {seconds[1]:.4f})"
+
+
+def ratio(a: np.ndarray, b: np.ndarray) -> str:
+    """a / b by CPU time (wall clock in parentheses)."""
+    return f"{a[1] / b[1]:.2f}x (wall {a[0] / b[0]:.2f}x)"
 
 
 def floors(fast, x: np.ndarray, y: np.ndarray, rows: int) -> dict:
@@ -99,24 +121,25 @@ def bench_cw(model, fast, stock, x_all, y_all, batches, full: bool) -> None:
     for b in batches:
         x, y = x_all[:b], y_all[:b]
         floor_before = floors(fast, x, y, b)
-        graph_adv, graph_run, t_graph = run("cw_l2", fast, x, y, "graph")
-        art_adv, _, t_art = run("cw_l2", fast, x, y, "art")
+        graph_adv, graph_run, c_graph = run("cw_l2", fast, x, y, "graph")
+        art_adv, _, c_art = run("cw_l2", fast, x, y, "art")
         floor_after = floors(fast, x, y, b)
         f = {k: (floor_before[k] + floor_after[k]) / 2 for k in floor_before}
+        graph, art = np.array([c_graph.wall, c_graph.cpu]) / b, np.array([c_art.wall, c_art.cpu]) / b
         stats = graph_run.stats
         floor = steps * f["grad"]
         work = (stats["gradient_rows"] * f["grad"] + stats["forward_rows"] * f["fwd"]) / b
-        line = (f"cw_l2 batch {b:5d}: graph {t_graph / b:.4f} s/img | annt ART {t_art / b:.4f} "
-                f"({t_art / t_graph:.1f}x graph)")
+        print(f"cw_l2 batch {b}: graph {show(graph)} | annt ART {show(art)}: {ratio(art, graph)} the graph's")
         if b == batches[0]:
             rounds = paper["binary_search_steps"] if full else STOCK_ROUNDS
-            _, _, t_stock = run("cw_l2", stock, x, y, "art", binary_search_steps=rounds)
-            t_stock *= paper["binary_search_steps"] / rounds
-            line += f" | stock ART {t_stock / b:.4f}{'' if full else ' (scaled from 2 rounds)'} ({t_stock / t_graph:.0f}x graph)"
-        print(line)
-        print(f"      floor: fwd+grad {f['grad'] * 1e3:.4f} ms/img x {steps} steps = {floor:.4f} s/img -> graph "
-              f"{t_graph / b / floor:.2f}x floor; line search {stats['forward_rows'] / b / steps:.2f} forwards/img/step "
-              f"(fwd {f['fwd'] * 1e3:.4f} ms/img): work floor {work:.4f} s/img -> graph {t_graph / b / work:.2f}x")
+            _, _, c_stock = run("cw_l2", stock, x, y, "art", binary_search_steps=rounds)
+            stock_t = np.array([c_stock.wall, c_stock.cpu]) / b * paper["binary_search_steps"] / rounds
+            print(f"      stock ART {show(stock_t)}{'' if full else f' (timed on {rounds} of 20 rounds, x{20 // rounds})'}: "
+                  f"{ratio(stock_t, graph)} the graph's")
+        print(f"      floor: fwd+grad {show(f['grad'])} x {steps} steps = {show(floor)}; graph at {ratio(graph, floor)} "
+              f"the floor")
+        print(f"      line search: {stats['forward_rows'] / b / steps:.2f} forwards/img/step at {show(f['fwd'])}: "
+              f"work floor {show(work)}; graph at {ratio(graph, work)} it")
         print(f"      agreement, 4-bit: {agreement(fast, x, y, graph_adv, art_adv)}")
 
 
@@ -125,21 +148,21 @@ def bench_boundary(model, fast, stock, x_all, y_all, batches, full: bool) -> Non
     run("boundary", fast, x_all[:2], y_all[:2], "graph", max_iter=1)  # trace once
     for b in batches:
         x, y = x_all[:b], y_all[:b]
-        graph_adv, graph_run, t_graph = run("boundary", fast, x, y, "graph")
-        art_adv, _, t_art = run("boundary", fast, x, y, "art")
+        graph_adv, graph_run, c_graph = run("boundary", fast, x, y, "graph")
+        art_adv, _, c_art = run("boundary", fast, x, y, "art")
+        graph, art = np.array([c_graph.wall, c_graph.cpu]) / b, np.array([c_art.wall, c_art.cpu]) / b
         rows = min(b * paper["sample_size"], 4000)
         f = floors(fast, x, y, rows)
         walked = graph_run.stats["forward_rows"] / b
         floor = walked * f["fwd_rows"]
-        line = (f"boundary batch {b:5d}: graph {t_graph / b:.4f} s/img | annt ART {t_art / b:.4f} "
-                f"({t_art / t_graph:.1f}x graph)")
+        print(f"boundary batch {b}: graph {show(graph)} | annt ART {show(art)}: {ratio(art, graph)} the graph's")
         if b == batches[0]:
-            _, _, t_stock = run("boundary", stock, x, y, "art")
-            line += f" | stock ART {t_stock / b:.4f} ({t_stock / t_graph:.0f}x graph)"
-        print(line)
+            _, _, c_stock = run("boundary", stock, x, y, "art")
+            stock_t = np.array([c_stock.wall, c_stock.cpu]) / b
+            print(f"      stock ART {show(stock_t)}: {ratio(stock_t, graph)} the graph's")
         print(f"      floor: {walked:.0f} forwards/img ({walked / paper['max_iter']:.1f} per iteration) x fwd "
-              f"{f['fwd_rows'] * 1e3:.4f} ms/img at {rows} rows = {floor:.4f} s/img -> graph {t_graph / b / floor:.2f}x "
-              f"floor (starting points included in the attack times)")
+              f"{show(f['fwd_rows'])} at {rows} rows = {show(floor)}; graph at {ratio(graph, floor)} the floor "
+              f"(the graph's time includes drawing the starting points)")
         print(f"      agreement, 4-bit: {agreement(fast, x, y, graph_adv, art_adv)}")
 
 
@@ -149,10 +172,10 @@ def float_agreement(attacks, x, y) -> None:
     model, _ = load_model_folder(os.path.join(ROOT, "models", "mnist_a-fp"))
     fast = make_classifier(model)
     for name in attacks:
-        graph_adv, _, t_graph = run(name, fast, x, y, "graph")
-        art_adv, _, t_art = run(name, fast, x, y, "art")
-        print(f"{name} agreement, float (mnist_a-fp, batch {len(x)}, graph {t_graph / len(x):.4f} / annt ART "
-              f"{t_art / len(x):.4f} s/img): {agreement(fast, x, y, graph_adv, art_adv)}")
+        graph_adv, _, c_graph = run(name, fast, x, y, "graph")
+        art_adv, _, c_art = run(name, fast, x, y, "art")
+        print(f"{name} agreement, float (mnist_a-fp, batch {len(x)}; cpu s/img graph {c_graph.cpu / len(x):.4f}, annt "
+              f"ART {c_art.cpu / len(x):.4f}): {agreement(fast, x, y, graph_adv, art_adv)}")
 
 
 def main() -> None:
