@@ -19,7 +19,7 @@ successes (%), on the 4-bit model (the timed runs' outputs) and on its float twi
 
     python benchmarks/bench_attacks.py            # quick (default): batch 20, agreement on 20 float images
     python benchmarks/bench_attacks.py --full     # batches 20 and 1000, stock ART in full, 200 float images
-    options: --batches 20 200  --agreement N  --attacks cw_l2 boundary  --model DIR
+    options: --batches 20 200  --agreement N  --attacks cw_l2 boundary  --model DIR  --threads 1
 
 Times of one run, wall clock and process CPU (all threads); ratios are measured side by side in that
 run and quoted by CPU time, which other jobs on a shared machine disturb far less than the wall clock.
@@ -35,10 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from annt.attacks.estimator import make_classifier  # noqa: E402
 from annt.attacks.registry import ATTACKS, gradient_options, paper_params  # noqa: E402
 
 STOCK_ROUNDS = 2  # quick mode: stock C&W binary-search rounds timed (of the paper's 20)
@@ -65,6 +63,8 @@ def run(name: str, classifier, x: np.ndarray, y: np.ndarray, implementation: str
     module, _, function = spec.runner.partition(":")
     runner = getattr(__import__(module, fromlist=[function]), function)
     onehot = np.eye(10, dtype=np.float32)[y]
+    import keras
+
     keras.utils.set_random_seed(0)
     with Clock() as clock:
         x_adv, attack = runner(spec, classifier, x, onehot, params, False, len(x))
@@ -167,6 +167,7 @@ def bench_boundary(model, fast, stock, x_all, y_all, batches, full: bool) -> Non
 
 
 def float_agreement(attacks, x, y) -> None:
+    from annt.attacks.estimator import make_classifier
     from annt.models.folder import load_model_folder
 
     model, _ = load_model_folder(os.path.join(ROOT, "models", "mnist_a-fp"))
@@ -185,7 +186,13 @@ def main() -> None:
     parser.add_argument("--agreement", type=int, help="float-model agreement images (default 20; --full: 200)")
     parser.add_argument("--attacks", nargs="+", default=["cw_l2", "boundary"], choices=["cw_l2", "boundary"])
     parser.add_argument("--model", default=os.path.join(ROOT, "models", "mnist_a-4bit"))
+    parser.add_argument("--threads", type=int, help="TensorFlow CPU threads (default: TensorFlow's); 1 makes CPU "
+                                                    "times a measure of work on a machine other jobs share")
     args = parser.parse_args()
+    from annt.cli import prepare_tensorflow
+
+    prepare_tensorflow(args.threads)
+    from annt.attacks.estimator import make_classifier
     batches = args.batches or ([20, 1000] if args.full else [20])
     n_agree = args.agreement or (200 if args.full else 20)
 
@@ -199,7 +206,8 @@ def main() -> None:
         parser.error(f"the shipped sample has {len(x_all)} images")
     fast, stock = make_classifier(model), make_classifier(model, fast=False)
     print(f"model {args.model} ({card['arch']} {card['bits']['label']}), shipped MNIST sample; batches {batches}; "
-          f"{'full' if args.full else 'quick'} mode; {os.cpu_count()} CPUs, load average "
+          f"{'full' if args.full else 'quick'} mode; {os.cpu_count()} CPUs, TensorFlow threads "
+          f"{args.threads or 'default'}, load average "
           f"{os.getloadavg()[0]:.1f} at start")
     if "cw_l2" in args.attacks:
         bench_cw(model, fast, stock, x_all, y_all, batches, args.full)

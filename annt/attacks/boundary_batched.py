@@ -58,7 +58,7 @@ def _build_boundary(classifier, targeted: bool, clip_min: float, clip_max: float
         size = tf.where(where & (ratio < 0.2), size * factor, size)
         return tf.where(where & (ratio > 0.5), size / factor, size)
 
-    @tf.function(input_signature=[
+    @tf.function(autograph=False, input_signature=[  # explicit tf.while_loops: nothing to convert
         tf.TensorSpec([None, dim], f32), tf.TensorSpec([None, dim], f32), tf.TensorSpec([None], tf.bool),
         tf.TensorSpec([None], tf.int32), tf.TensorSpec([], f32), tf.TensorSpec([], f32), tf.TensorSpec([], f32),
         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
@@ -171,9 +171,9 @@ def boundary(classifier, x: np.ndarray, start: np.ndarray, walking: np.ndarray, 
     """
     import tensorflow as tf
 
-    from annt.attacks.cw_graph import _check_estimator
+    from annt.attacks.cw_graph import check_estimator
 
-    _check_estimator(classifier)
+    check_estimator(classifier)
     clip_min, clip_max = (float(v) for v in classifier.clip_values)
     fn = cached_graph(classifier, ("boundary", bool(targeted), clip_min, clip_max),
                       lambda: _build_boundary(classifier, bool(targeted), clip_min, clip_max))

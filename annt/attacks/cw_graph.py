@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CW_ART_PARAMS", "GraphAttackRun", "carlini_l2", "run_cw_l2"]
+__all__ = ["CW_ART_PARAMS", "GraphAttackRun", "cached_graph", "carlini_l2", "check_estimator", "graph_options",
+           "model_fn", "run_cw_l2"]
 
 #: The cw_l2 parameters with ART's meaning (``implementation`` is annt's choice of code).
 CW_ART_PARAMS = ("confidence", "learning_rate", "binary_search_steps", "max_iter", "initial_const", "max_halving",
@@ -72,7 +73,9 @@ class GraphAttackRun:
     stats: dict = field(default_factory=dict)
 
 
-def _check_estimator(classifier) -> None:
+def check_estimator(classifier) -> None:
+    """Refuse, in one line naming ``implementation: art``, an estimator the graph attacks cannot run in a
+    TensorFlow graph: not a ``TensorFlowV2Classifier``, numpy preprocessing, postprocessing, no clip values."""
     from art.estimators.classification import TensorFlowV2Classifier
 
     if not isinstance(classifier, TensorFlowV2Classifier):
@@ -144,7 +147,7 @@ def _build_cw(classifier, targeted: bool, clip_min: float, clip_max: float):
     def to_original32(w):
         return (tf.tanh(w) + 1.0) / 2.0 * (hi - lo) + lo
 
-    @tf.function(input_signature=[
+    @tf.function(autograph=False, input_signature=[  # explicit tf.while_loops: nothing to convert
         tf.TensorSpec([None, dim], f32), tf.TensorSpec([None, dim], f32), tf.TensorSpec([None, k], f32),
         tf.TensorSpec([], f32), tf.TensorSpec([], f64), tf.TensorSpec([], f64),
         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
@@ -330,7 +333,7 @@ def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = Fal
     import tensorflow as tf
     from art.utils import original_to_tanh
 
-    _check_estimator(classifier)
+    check_estimator(classifier)
     clip_min, clip_max = (float(v) for v in classifier.clip_values)
     fn = cached_graph(classifier, ("cw_l2", bool(targeted), clip_min, clip_max),
                       lambda: _build_cw(classifier, bool(targeted), clip_min, clip_max))
