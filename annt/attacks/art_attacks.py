@@ -57,7 +57,7 @@ def _loss_functions() -> dict:
     """Per-sample losses of logits ``z`` (B, K) and one-hot labels ``y`` (B, K), as TensorFlow ops.
 
     * ``cross_entropy``: ``logsumexp(z) - z_y``.
-    * ``difference_logits_ratio`` (Croce & Hein 2020, eq. 6): ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3 + 1e-12)``
+    * ``difference_logits_ratio`` (Croce & Hein 2020): ``-(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3 + 1e-12)``
       with ``z_pi1 >= z_pi2 >= z_pi3`` the sorted logits.
     * ``logits_difference`` (Brendel & Bethge's boundary): ``z_y - max_{i!=y} z_i`` (negative: adversarial).
     """
