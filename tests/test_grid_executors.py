@@ -75,13 +75,23 @@ def check_killed_cell_resumed(grid_dir, cells, killer):
     assert all(len(run_folders(c.folder)) == 1 for c in cells[1:])
 
 
-def test_local_and_ray_agree_and_a_killed_worker_loses_only_its_cell(tmp_path):
-    rc, local, cells, killer = run_grid(tmp_path, "local", "local")
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    return run_grid(tmp_path_factory.mktemp("grid"), "local", "local")
+
+
+def test_a_killed_local_worker_loses_only_its_cell(local_run):
+    rc, local, cells, killer = local_run
     assert rc == 0
     check_killed_cell_resumed(local, cells, killer)
     assert f"worker died running {cells[0].label}" in (local / "log.txt").read_text()
 
-    pytest.importorskip("ray", reason="Ray not installed (pip install -r requirements-ray.txt); local executor tested")
+
+def test_ray_gives_the_local_numbers_and_reruns_a_killed_workers_cell(tmp_path, local_run):
+    pytest.importorskip("ray", reason="Ray not installed (pip install -r requirements-ray.txt); the local executor "
+                                      "is tested without it")
+    rc, local, cells, _ = local_run
+    assert rc == 0
     rc, on_ray, ray_cells, killer = run_grid(tmp_path, "ray", "ray")  # Ray reruns the dead worker's cell itself
     assert rc == 0
     check_killed_cell_resumed(on_ray, ray_cells, killer)
