@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = _given_task(args) == "grid"
         if args.jobs is not None and not grid:
             raise AnntError(f"--jobs {args.jobs}: only for a grid (task: grid); {args.config} is not one")
+        if grid and args.resume:
+            raise AnntError("--resume: a grid continues when you run the same command again, without --resume "
+                            "(done cells are reused, unfinished attack and train cells resume)")
         if grid:  # its cells import TensorFlow, each capped to its threads; the grid process does not
             args.overrides += [f"grid.{k}={v}" for k, v in (("jobs", args.jobs), ("threads", args.threads)) if v]
         if args.check:

@@ -204,6 +204,13 @@ def test_a_second_grid_process_on_the_same_folder_is_refused(tmp_path, capsys):
         grid_task._release(run.path)
 
 
+@needs_models
+def test_resume_flag_points_a_grid_to_the_same_command(tmp_path, capsys):
+    rc, _, err = run_cli([tiny(tmp_path), "--resume", tmp_path], capsys)
+    assert rc == 2 and "a grid continues when you run the same command again" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_jobs_flag_is_for_grids_only(tmp_path, capsys, fake_model_dir):
     p = tmp_path / "a.yaml"
     p.write_text(f"task: attack\noutput_dir: {tmp_path / 'runs'}\nmodel: {{checkpoint: {fake_model_dir}}}\n"
