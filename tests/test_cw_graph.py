@@ -155,6 +155,19 @@ def test_bpda_option_reaches_the_graph():
     np.testing.assert_array_equal(without.x_adv, x)
 
 
+def test_eot_mean_of_identical_passes_and_the_stock_estimator_give_the_same_bytes(float_model, data):
+    """EOT's loop runs (on a deterministic model its mean of two equal gradients is the gradient, exactly), and
+    ART's stock estimator builds the same graph as annt's."""
+    x, y = data
+    onehot = np.eye(10, dtype=np.float32)[y]
+    settings = {**SETTINGS, "max_iter": 4, "binary_search_steps": 2, "initial_const": 1.0}
+    base, _ = carlini_l2(make_classifier(float_model), x, onehot, **settings)
+    eot, _ = carlini_l2(make_classifier(float_model, eot_samples=2), x, onehot, **settings)
+    stock, _ = carlini_l2(make_classifier(float_model, fast=False), x, onehot, **settings)
+    assert eot.tobytes() == base.tobytes() and stock.tobytes() == base.tobytes()
+    assert np.any(base != x, axis=(1, 2, 3)).sum() >= 10  # not vacuous: attacks succeeded
+
+
 def test_bad_implementation_is_one_line():
     with pytest.raises(ConfigError) as err:
         validate_attack_params("cw_l2", {"implementation": "grpah"})
