@@ -17,7 +17,7 @@ iterate kept) with step ``2.5 · eps / iterations`` (Madry et al.); PGD-20 uses 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 

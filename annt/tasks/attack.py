@@ -21,19 +21,15 @@ norm (:func:`annt.evaluation.metrics.robust_accuracy_at`): ``runs[r].robust_accu
 """
 from __future__ import annotations
 
-import csv
 import io
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from annt.evaluation.advset import AdversarialSet, load_adversarial_set, make_metadata, save_adversarial_set, set_name
 from annt.data import load_split, require_data
-from annt.errors import AnntError
 from annt.io import atomic_save_npz, atomic_write_text
 from annt.evaluation.metrics import (DISTANCES, aggregate, records_csv, robust_accuracy_at, sample_records,
                                      summarize)

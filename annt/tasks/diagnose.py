@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 
 from annt.config.schema import REQUIRED, Key
 from annt.config.sections import check_data, expand_paths, split_size
