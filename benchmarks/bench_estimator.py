@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from annt.attacks.registry import generate  # noqa: E402
+from annt.attacks.runner import generate  # noqa: E402
 from annt.attacks.estimator import make_classifier  # noqa: E402
 
 SETTINGS = {
