@@ -9,7 +9,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from test_attacks import TINY, _synthetic, _train
+from test_attacks import TINY, _synthetic, binary_model, model  # noqa: F401  (fixtures shared with test_attacks)
 
 from annt.attacks import art_attacks, runner
 from annt.attacks.estimator import FastTensorFlowV2Classifier, make_classifier
@@ -19,16 +19,6 @@ from annt.errors import ConfigError
 from annt.evaluation.metrics import perturbation_norms
 
 NEW = ("apgd", "autoattack", "square", "deepfool", "bba", "hopskipjump")  # tiny settings: test_attacks.TINY
-
-
-@pytest.fixture(scope="module")
-def model():
-    return _train(binary=False)
-
-
-@pytest.fixture(scope="module")
-def binary_model():
-    return _train(binary=True)
 
 
 @pytest.fixture(scope="module")
