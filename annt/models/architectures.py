@@ -86,13 +86,16 @@ def build_model(
     quantize_first_last: bool = False,
     batchnorm: bool = False,
     quantize_last_hidden: bool | None = None,
+    input_bits: int | None = None,
 ) -> keras.Model:
     """Build ``arch`` (a registry name) at the given bit widths; the model outputs logits.
 
     ``input_shape=None`` takes the shape of the arch's first dataset. ``quantize_last_hidden=None``
     takes the registry's ANNT default (False for every family: lenet5's fc1 and mnist_*'s fc0
     outputs are not quantized). ``batchnorm`` adds BN before each quantized activation; archs
-    with ``always_batchnorm`` (ResNets) have BN whatever it says. The resolved options are
+    with ``always_batchnorm`` (ResNets) have BN whatever it says. ``input_bits`` (1, 2, 3, 4, 8;
+    None = none) makes the first layer an :class:`~annt.models.discretize.InputDiscretization`
+    (Panda et al.'s Eq. 2), so every prediction and every attack sees it. The resolved options are
     attached as ``model.annt_options`` (used to fill the model card).
     """
     entry = arch_spec(arch)
@@ -104,7 +107,12 @@ def build_model(
     module, function = entry.builder.split(":")
     builder = getattr(importlib.import_module(module), function)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    logits = builder(inputs, spec, int(num_classes), bool(quantize_last_hidden), **entry.builder_kwargs)
+    x = inputs
+    if input_bits is not None:
+        from annt.models.discretize import InputDiscretization
+
+        x = InputDiscretization(input_bits, name="input_discretization")(inputs)
+    logits = builder(x, spec, int(num_classes), bool(quantize_last_hidden), **entry.builder_kwargs)
     model = keras.Model(inputs, logits, name=arch)
     model.annt_options = {
         "arch": arch,
@@ -115,6 +123,7 @@ def build_model(
         "quantize_last_hidden": bool(quantize_last_hidden),
         "input_shape": [int(d) for d in input_shape],
         "num_classes": int(num_classes),
+        "input_bits": None if input_bits is None else int(input_bits),
     }
     return model
 
