@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 import annt.models.layers  # noqa: F401  registers the annt layers for safe-mode loading
+import annt.models.discretize  # noqa: F401  registers InputDiscretization likewise
 from annt.errors import ModelError
 from annt.io import atomic_path, atomic_write_json
 from annt.models.card import CARD_FILE, MODEL_FILE, card_bits, check_model_file, make_card, read_card
@@ -78,7 +79,7 @@ def load_model_folder(
     model.annt_options = {
         "arch": card["arch"], "weight_bits": weight_bits, "act_bits": act_bits,
         **{k: card[k] for k in ("quantize_first_last", "batchnorm", "quantize_last_hidden",
-                                "input_shape", "num_classes") if k in card},
+                                "input_shape", "num_classes", "input_bits") if k in card},
     }
     return model, card
 
