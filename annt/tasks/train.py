@@ -11,13 +11,42 @@ from annt.data import DATASETS, load_split, require_data
 from annt.errors import AnntError
 from annt.runs import Run
 from annt.training.settings import resolve_train_settings
-from annt.config.schema import Key
+from annt.config.schema import REQUIRED, Key
 from annt.config.sections import check_data, check_model
-from annt.training.settings import LR_SCHEDULES, OPTIMIZERS
+from annt.training.settings import ADVERSARIAL_METHODS, EPS_DISTRIBUTIONS, LR_SCHEDULES, OPTIMIZERS, PGD_STEPS
 
 MODEL_SUBDIR = "model"
 
 USES = ("data", "model", "train")  # the config sections this task reads
+#: ``train.adversarial`` (null or absent = plain training); annt/training/adversarial.py has the formulas.
+ADVERSARIAL = {
+    "method": Key("choice", REQUIRED, "Adversarial training (train.adversarial; null = plain training): fgsm "
+                  "(x + eps·sign ∇), rfgsm (Tramèr et al.: a random step ±alpha, then an FGSM step of eps − alpha), "
+                  "pgd (Madry et al.: steps of step_size, projected onto the eps-ball). Inputs on [0, 1]; every "
+                  "adversarial x' stays in [0, 1] and within eps of x (L∞).", choices=ADVERSARIAL_METHODS),
+    "eps": Key("float", 0.3, "L∞ budget on the [0, 1] pixel scale (0.3 = Galloway et al. and Panda et al. on MNIST); "
+               "with eps_distribution truncated_normal it is eps_max.", min=0.0, min_open=True, max=1.0),
+    "eps_distribution": Key("choice", "fixed", "fgsm only: fixed (every example gets eps) or truncated_normal "
+                            "(Kurakin et al. 2017, Galloway's '+' models: per example |t|, t ~ N(0, σ²) truncated to "
+                            "±2σ, σ = ceil(eps·255/2)/255, so eps lies in [0, 2σ]).", choices=EPS_DISTRIBUTIONS),
+    "alpha": Key("float", None, "rfgsm only: size of the random sign step, below eps; null = eps/2 (Tramèr et al.).",
+                 nullable=True, min=0.0, min_open=True, max=1.0),
+    "steps": Key("int", None, f"pgd only: iterations; null = {PGD_STEPS} (Madry et al. on MNIST; Galloway's '+*' "
+                 "used 20 or 40).", nullable=True, min=1, max=1000),
+    "step_size": Key("float", None, "pgd only: L∞ step per iteration; null = 2.5·eps/steps.", nullable=True,
+                     min=0.0, min_open=True, max=1.0),
+    "random_start": Key("bool", None, "pgd only: start from a uniform random point of the eps-ball; null = true "
+                        "(Madry et al.).", nullable=True),
+    "last_epochs": Key("int", None, "Train adversarially in the last N epochs only (the others plain; Galloway's '+' "
+                       "models: 5 of 15); null = every epoch.", nullable=True, min=1, max=10000),
+    "own_labels": Key("bool", None, "Craft against the model's own prediction on the clean image instead of the "
+                      "true label (no label leaking, Kurakin et al.); null = true for fgsm/rfgsm (Galloway et al.), "
+                      "false for pgd (Madry et al.).", nullable=True),
+    "clean_weight": Key("float", None, "Loss = clean_weight·CE(clean batch) + (1 − clean_weight)·CE(adversarial "
+                        "batch), both on every example; null = 0.5 for fgsm/rfgsm (CleverHans 2.0 as used by "
+                        "Galloway et al.; Kurakin's and Tramèr's half-adversarial batches), 0 for pgd (Madry et al.: "
+                        "adversarial only).", nullable=True, min=0.0, max=1.0, max_open=True),
+}
 SECTION = {
     # null = the architecture's default (its registry entry; wiki/Models.md lists them)
     "epochs": Key("int", None, "Training epochs; null = architecture default.", nullable=True, min=1, max=10000),
@@ -39,6 +68,7 @@ SECTION = {
                    nullable=True),
     "resume": Key("path", None, "Unfinished train run folder to continue.", nullable=True, must_exist=True),
     "export_to": Key("path", None, "Also copy the trained model folder here (e.g. models/mnist_a-4bit); must not exist.", nullable=True),
+    "adversarial": ADVERSARIAL,
 }
 
 
@@ -57,7 +87,24 @@ def check(ctx, cfg) -> None:
                        "leave data.split at test (it is used for the final test accuracy)")
     if cfg["data"]["source"] == "sample":
         raise ctx.fail("data.source", "sample", "the shipped sample is a test sample; training needs the full dataset")
+    if t["adversarial"] is not None:
+        check_adversarial(ctx, t["adversarial"], resolved_train_settings(cfg)["epochs"])
 
+
+def check_adversarial(ctx, adv: dict, epochs: int) -> None:
+    """Keys that do not apply to the method, alpha below eps, last_epochs within the epochs."""
+    method, path = adv["method"], "train.adversarial."
+    only = {"alpha": "rfgsm", "steps": "pgd", "step_size": "pgd", "random_start": "pgd"}
+    for key, owner in only.items():
+        if adv[key] is not None and method != owner:
+            raise ctx.fail(path + key, adv[key], f"only used by method {owner} (method is {method})")
+    if adv["eps_distribution"] != "fixed" and method != "fgsm":
+        raise ctx.fail(path + "eps_distribution", adv["eps_distribution"], f"only fgsm draws eps per example "
+                       f"(method is {method}); use fixed")
+    if method == "rfgsm" and adv["alpha"] is not None and adv["alpha"] >= adv["eps"]:
+        raise ctx.fail(path + "alpha", adv["alpha"], f"must be below eps ({adv['eps']:g}): the FGSM step is eps − alpha")
+    if adv["last_epochs"] is not None and adv["last_epochs"] > epochs:
+        raise ctx.fail(path + "last_epochs", adv["last_epochs"], f"at most train.epochs ({epochs})")
 
 
 def resolved_train_settings(cfg: dict) -> dict:
@@ -86,7 +133,7 @@ def run_train(cfg: dict, run: Run) -> dict:
     model = build_model(m["arch"], input_shape=DATASETS[d["dataset"]]["shape"], num_classes=DATASETS[d["dataset"]]["classes"],
                         weight_bits=bits["weights"], act_bits=bits["activations"],
                         quantize_first_last=m["quantize_first_last"], batchnorm=m["batchnorm"],
-                        quantize_last_hidden=m["quantize_last_hidden"])
+                        quantize_last_hidden=m["quantize_last_hidden"], input_bits=m.get("input_bits"))
     run.log.info("model: %s W%s/A%s, %d parameters; train settings %s", m["arch"], bits["weights"], bits["activations"],
                  model.count_params(), settings)
     import keras

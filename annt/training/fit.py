@@ -13,7 +13,10 @@
   after an interruption continues from the last finished epoch;
 * ``checkpoint_dir/history.json``: per-epoch metrics across resumes;
 * a divergence guard: a NaN/inf loss (or NaN/inf weights at an epoch end) stops training
-  with a one-line ``AnntError``.
+  with a one-line ``AnntError``;
+* adversarial training (``adversarial=``, a resolved ``train.adversarial`` section): the model is
+  wrapped in :class:`annt.training.adversarial.AdversarialTrainer` for ``fit`` only, with everything
+  above unchanged; ``best.weights.h5`` and the model keep the plain architecture.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -146,6 +149,11 @@ class _DivergenceGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _plain(model: keras.Model) -> keras.Model:
+    """The model being trained, without the adversarial-training wrapper."""
+    return getattr(model, "inner", model)
+
+
 class _BestAndHistory(keras.callbacks.Callback):
     """Keeps the best-validation-accuracy weights and a per-epoch history, both across resumes."""
 
@@ -175,7 +183,7 @@ class _BestAndHistory(keras.callbacks.Callback):
         if val is not None and val > self.best:
             self.best, self.best_epoch = val, epoch + 1
             tmp = self.folder / f".{BEST_WEIGHTS}.tmp.weights.h5"
-            self.model.save_weights(tmp, overwrite=True)
+            _plain(self.model).save_weights(tmp, overwrite=True)
             os.replace(tmp, self.folder / BEST_WEIGHTS)
             atomic_write_json(self.folder / BEST_JSON, {"epoch": self.best_epoch, "val_accuracy": self.best})
         atomic_write_json(self.folder / HISTORY_JSON, self.history)
@@ -211,6 +219,7 @@ def fit(
     verbose: int = 1,
     restore_best: bool = True,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    adversarial: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` (logits out) with sparse softmax cross-entropy; select on validation.
 
@@ -222,6 +231,10 @@ def fit(
     "epochs_run": int}`` (``epochs_run`` counts epochs trained by this call, i.e. after a resume
     fewer than ``epochs``). Raises ``AnntError`` if the loss becomes NaN or infinite, or the
     weights do by the end of an epoch.
+
+    ``adversarial`` (a resolved ``train.adversarial`` section,
+    :func:`annt.training.settings.resolve_adversarial`; None = plain training) trains on adversarial
+    batches crafted in the step (:mod:`annt.training.adversarial`); validation stays on clean data.
     """
     keras.utils.set_random_seed(seed)
     folder = Path(checkpoint_dir)
@@ -232,17 +245,21 @@ def fit(
                                 lr_decay_epochs=lr_decay_epochs, lr_decay_factor=lr_decay_factor)
 
     schedule(0)  # validate the schedule name before any work
-    model.compile(
-        optimizer=_optimizer(optimizer, learning_rate, momentum, weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    trained, schedule_cbs = model, []
+    if adversarial is not None:
+        from annt.training.adversarial import AdversarialSchedule, AdversarialTrainer
+
+        trained, schedule_cbs = AdversarialTrainer(model, adversarial, epochs), [AdversarialSchedule()]
+    opt = _optimizer(optimizer, learning_rate, momentum, weight_decay)
+    for m in {id(model): model, id(trained): trained}.values():
+        # the plain model shares the optimizer, so its saved archive looks as after plain training
+        m.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     # Build the optimizer now so BackupAndRestore's load_weights also restores its state
     # (iteration count, Adam moments / SGD momentum); an unbuilt optimizer is skipped silently.
-    model.optimizer.build(model.trainable_variables)
+    trained.optimizer.build(trained.trainable_variables)
     guard = _DivergenceGuard()
     best = _BestAndHistory(folder, guard)
-    cbs = [_EpochLearningRate(schedule), guard, best,
+    cbs = [_EpochLearningRate(schedule), *schedule_cbs, guard, best,
            # double_checkpoint: Keras writes the backup in place; it keeps the previous one and falls back
            # to it if a crash mid-write left the new one unreadable.
            keras.callbacks.BackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=True, double_checkpoint=True)]
@@ -262,7 +279,7 @@ def fit(
     else:
         train, fit_kwargs = x_train, {"y": y_train, "batch_size": batch_size, "shuffle": True}
 
-    hist = model.fit(train, epochs=epochs, validation_data=val, callbacks=cbs, verbose=verbose, **fit_kwargs)
+    hist = trained.fit(train, epochs=epochs, validation_data=val, callbacks=cbs, verbose=verbose, **fit_kwargs)
 
     if guard.diverged is not None:
         epoch, what = guard.diverged
