@@ -20,6 +20,9 @@ FP = 32
 #: Allowed widths in display order: full precision first, then 1 … 16.
 WIDTHS: tuple[int, ...] = (FP, 1, 2, 4, 8, 12, 16)
 
+#: Input bit depths δ of input discretization (``model.input_bits``; Panda et al., SPEC §13).
+INPUT_BITS: tuple[int, ...] = (1, 2, 3, 4, 8)
+
 _FP_WORDS = ("fp", "fp32", "full", "float", "float32", "32")
 
 

@@ -42,6 +42,14 @@ MODEL = {
     "batchnorm": Key("bool", False, "BatchNorm before each quantized activation (MNIST archs; ResNets always have it)."),
     "quantize_last_hidden": Key("bool", None, "Quantize the last hidden layer's activation; null = the architecture's "
                                 "ANNT default (no).", nullable=True),
+    "input_bits": Key("choice", None, "Input discretization (Panda et al., SPEC §13): the first layer maps each pixel to "
+                      "the centre of its bin among 2^input_bits on the 0-255 scale; attacks differentiate it as the "
+                      "identity (BPDA) unless attack.params.bpda is false. null = none for train, the card's value "
+                      "with a checkpoint.", choices=bitwidths.INPUT_BITS, nullable=True),
+    "stochastic_passes": Key("int", 10, "Models random at inference (a layer marked annt_stochastic, e.g. galloway type "
+                             "S): an accuracy is the mean (and std) over this many prediction passes, pass p seeded "
+                             "from `seed` and p; a sample's prediction is the majority vote of the passes. Ignored for "
+                             "deterministic models.", min=1, max=10000),
 }
 
 
@@ -112,6 +120,11 @@ def _check_card(ctx, m, d):
         if opt in given and given[opt] is not None and given[opt] != card[opt]:
             raise ctx.fail(f"model.{opt}", given[opt], f"does not match the checkpoint's card ({opt}: {card[opt]} in {ck / 'card.json'})")
         m[opt] = card[opt]  # the loaded graph has the card's options; record those, never the defaults
+    # input_bits: a card without the key predates it, and its model has no discretization layer
+    if given.get("input_bits") is not None and given["input_bits"] != card.get("input_bits"):
+        raise ctx.fail("model.input_bits", given["input_bits"], f"does not match the checkpoint's card (input_bits: "
+                       f"{card.get('input_bits')} in {ck / 'card.json'})")
+    m["input_bits"] = card.get("input_bits")
     if d["split"] != "test":
         for key in ("val_size", "split_seed"):
             if card.get(key) is not None and card[key] != d[key]:

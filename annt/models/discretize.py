@@ -7,9 +7,10 @@ On the 0-255 scale, with bin width ``w = 256 / 2^δ``::
     I_δ = ⌊I / w⌋ · w + w / 2                 (Eq. 2: the centre of I's bin)
     out = I_δ / 255
 
-The rounding before the floor is ours: ``x = v/255`` is not exact in float32, and ``255·x`` can
-land just below ``v`` (e.g. 63.99999 for v = 64, which Eq. 2 would put in the bin below). Rounding to
-the nearest level first puts every 8-bit value ``v`` in its own bin, as the integer formula does;
+The rounding before the floor is ours: ``x = v/255`` is not exact in float32, so ``255·x`` may
+land a rounding error below ``v`` (``x`` computed as ``v · (1/255)``, or after an attack's clip), and
+at a bin edge Eq. 2 would then pick the bin below. Rounding to the nearest level first puts every
+8-bit value ``v`` in its own bin, as the integer formula does;
 ``tests/test_discretize.py`` checks all 256 values at every δ. Every other step is exact in float32
 (``w`` is a power of two), so the output is the float32 nearest to ``I_δ / 255``.
 
@@ -26,8 +27,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-#: The input bit depths δ a model may discretize to (SPEC §13); the config key ``model.input_bits``.
-INPUT_BITS = (1, 2, 3, 4, 8)
+from annt.bits import INPUT_BITS  # the depths δ a model may discretize to (``model.input_bits``)
 
 __all__ = ["INPUT_BITS", "InputDiscretization", "bin_width"]
 
