@@ -83,6 +83,9 @@ class AttackSpec:
         (``"inf"``, 2, 1 or 0); see :meth:`threat_norm`.
     :ivar gradient_defaults: this attack's defaults for :data:`GRADIENT_OPTIONS` where they differ
         (``pgd++``: ``{"temperature": "njs"}``); ``params`` holds only the attack's own parameters.
+    :ivar holdout: name of the parameter giving how many held-out clean images of the attacked split
+        the attack needs (``substitute``: its initial training set); the ``attack`` task picks them,
+        never among the attacked ones, and ``generate`` hands them to the runner as ``holdout=``.
     """
 
     name: str
@@ -100,9 +103,13 @@ class AttackSpec:
     bounded: bool = True
     norm: Any = None
     gradient_defaults: Mapping[str, Any] = field(default_factory=dict)
+    holdout: str | None = None
 
     def threat_norm(self, params: Mapping[str, Any]) -> Any:
-        """The norm of the threat model these (validated) params attack in: ``"inf"``, 2, 1 or 0."""
+        """The norm of the threat model these (validated) params attack in: ``"inf"``, 2, 1 or 0
+        (an attack wrapping an ``inner`` one, ``substitute``, attacks in the inner attack's)."""
+        if isinstance(params.get("inner"), str) and params["inner"] in ATTACKS:
+            return ATTACKS[params["inner"]].threat_norm(params.get("inner_params") or {})
         return params.get("norm", self.norm)
 
     def defaults(self) -> dict:
@@ -152,6 +159,8 @@ def _ensemble_cross_check(p: dict, path: str, ctx: Context) -> None:
         spec = attack_spec(member["name"], where, ctx)
         if spec.name == "ensemble":
             raise ctx.fail(f"{where}.name", "ensemble", "an ensemble cannot contain an ensemble")
+        if spec.holdout:
+            raise ctx.fail(f"{where}.name", spec.name, "needs held-out images; run it as an attack of its own")
         given = dict((member["given"] if "given" in member else member.get("params")) or {})
         params = {**{k: p[k] for k in ("eps", "norm") if k in spec.params and (k != "eps" or spec.bounded)}, **given}
         params = _check_params(spec, params, f"{where}.params", ctx)
@@ -165,6 +174,17 @@ def _ensemble_cross_check(p: dict, path: str, ctx: Context) -> None:
     if not members:
         raise ctx.fail(f"{path}.attacks", [], "an ensemble needs at least one member")
     p["attacks"] = members
+
+
+def _substitute_cross_check(p: dict, path: str, ctx: Context) -> None:
+    """The inner attack is a registered one (not ``substitute``) with its own validated params; the
+    substitute's hidden layer sizes are positive."""
+    if p["inner"] not in ATTACKS or ATTACKS[p["inner"]].holdout:
+        allowed = [n for n, s in ATTACKS.items() if not s.holdout]
+        raise ctx.fail(f"{path}.inner", p["inner"], f"allowed: {', '.join(allowed)}{did_you_mean(p['inner'], allowed)}")
+    if not p["hidden"] or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in p["hidden"]):
+        raise ctx.fail(f"{path}.hidden", p["hidden"], "a non-empty list of layer sizes (integers > 0)")
+    p["inner_params"] = _check_params(ATTACKS[p["inner"]], p["inner_params"], f"{path}.inner_params", ctx)
 
 
 #: Norms of the attacks whose ART implementation (or annt's tests) cover only L∞ and L2.
@@ -454,6 +474,43 @@ ATTACKS: dict[str, AttackSpec] = {
         runner="annt.attacks.ensemble:run_ensemble",
         extras={"members": "members"},
         gradients=False,
+    ),
+    "substitute": AttackSpec(
+        name="substitute",
+        art_class=None,
+        doc="Papernot et al. (2017) black-box attack: an MLP substitute trained on held-out images labelled by "
+            "the target (labels only, no scores or gradients), grown by Jacobian augmentation; the inner attack "
+            "runs white-box on the substitute and its adversarials are judged on the target (annt.attacks.substitute).",
+        params={
+            "inner": Key("str", "fgsm", "attack run white-box on the trained substitute: any registered attack "
+                                        "but substitute"),
+            "inner_params": Key("dict", {}, "parameters of the inner attack, checked as its own (default: the inner "
+                                            "attack's defaults; FGSM's eps 0.3 is Galloway et al.'s Table 4)"),
+            "inner_labels": Key("choice", "true", "labels the inner attack moves away from: true (annt's convention) "
+                                "or substitute (the substitute's predictions, as CleverHans's FGSM without labels)",
+                                choices=("true", "substitute")),
+            "holdout": _count(150, "held-out clean images of the attacked split (never attacked) that start the "
+                                   "substitute's training set, labelled by the target"),
+            "rounds": _count(6, "substitute training rounds; Jacobian augmentation doubles the set between rounds "
+                                "(final size holdout * 2^(rounds - 1))"),
+            "epochs_per_round": _count(10, "substitute training epochs per round"),
+            "lambda_": Key("float", 0.1, "Jacobian augmentation step: x' = clip(x + lambda * sign(dF[label]/dx), 0, 1), "
+                           "F the substitute's softmax", min=0.0, min_open=True),
+            "tau": Key("int", None, "null: the same lambda every round (the CleverHans code the paper ran); t: "
+                       "Papernot et al.'s periodic step lambda * (-1)^floor(round / t)", min=1, nullable=True),
+            "hidden": Key("list", [200, 200], "hidden ReLU layer sizes of the MLP substitute ([200, 200]: CleverHans's "
+                          "substitute_model, two hidden layers; [200]: one)", item="int"),
+            "batch_size": _count(128, "substitute training batch size (Adam)"),
+            "learning_rate": Key("float", 1e-3, "Adam learning rate of the substitute", min=0.0, min_open=True),
+        },
+        paper={"mnist": {"inner": "fgsm", "inner_params": {"eps": 0.3}, "inner_labels": "substitute"}},
+        targeted="never",
+        per_batch=False,
+        cross_check=_substitute_cross_check,
+        runner="annt.attacks.substitute:run_substitute",
+        extras={"info": "info"},
+        gradients=False,
+        holdout="holdout",
     ),
 }
 

@@ -33,6 +33,8 @@ class AttackOutput:
     :ivar fooling_rate: fraction of the selection whose label the perturbation changes (``uap`` only).
     :ivar members: ``ensemble`` only: ``names`` (member labels), ``evaded`` (members x samples: broken
         within the threat model) and ``broken_by`` (index of the first member that broke each sample, -1: none).
+    :ivar info: JSON-ready facts about the run for ``results.json`` (``substitute``: the substitute's
+        accuracy and agreement with the target, its training set size, the oracle queries).
     """
 
     x_adv: np.ndarray
@@ -45,6 +47,7 @@ class AttackOutput:
     perturbation: np.ndarray | None = None
     fooling_rate: float | None = None
     members: dict | None = None
+    info: dict | None = None
 
 
 def resolve_targets(y: np.ndarray, target: Any, nb_classes: int = 10, seed: int = 0) -> np.ndarray:
@@ -52,9 +55,14 @@ def resolve_targets(y: np.ndarray, target: Any, nb_classes: int = 10, seed: int 
 
     ``"next"``: ``(y + 1) mod nb_classes``; ``"random"``: uniform over the classes other than ``y``,
     drawn from ``np.random.default_rng(seed)``; an int: that class for all; an int array: as given.
+    ``"all_other"`` (one adversarial per image and other class) changes the rows themselves: expand
+    them first with :func:`annt.evaluation.advset.expand_all_other`, then pass the targets it returns.
     """
     y = np.asarray(y)
     if isinstance(target, str):
+        if target == "all_other":
+            raise ValueError("target 'all_other' needs one row per (image, class): expand the samples with "
+                             "annt.evaluation.advset.expand_all_other and pass its targets")
         if target == "next":
             return ((y + 1) % nb_classes).astype(np.int64)
         if target == "random":
@@ -208,6 +216,7 @@ def generate(
     seed: int = 0,
     batch_size: int | None = None,
     nb_classes: int = 10,
+    holdout: np.ndarray | None = None,
 ) -> AttackOutput:
     """Run attack ``name`` on one batch ``x`` (float32 NHWC in [0, 1]) with true labels ``y``.
 
@@ -223,6 +232,8 @@ def generate(
     :param seed: seeds Python, numpy and TensorFlow before ART runs. Callers looping over batches
         should pass a different seed per batch (e.g. ``seed + batch_index``) for independent noise.
     :param batch_size: ART's internal batch size; default ``len(x)`` (the whole batch at once).
+    :param holdout: clean images, never among ``x``, for attacks that need held-out data
+        (``AttackSpec.holdout``: ``substitute`` trains its substitute from them); ignored by the others.
     """
     spec = attack_spec(name)
     resolved = validate_attack_params(name, params)
@@ -252,7 +263,13 @@ def generate(
         classifier.calibrate(x, labels)  # njs / hns temperatures: fitted to this clean batch and its true labels
     runner = _import_class(spec.runner.replace(":", ".")) if ":" in spec.runner else globals()[spec.runner]
     art_params = {k: v for k, v in resolved.items() if k not in options}  # gradient options went to the estimator
-    x_adv, attack = runner(spec, classifier, x, y_onehot, art_params, targeted or spec.targeted == "always", batch_size)
+    extra = {}
+    if spec.holdout:
+        if holdout is None:
+            raise ValueError(f"{name} needs held-out clean images (holdout=...), never among the attacked ones")
+        extra["holdout"] = np.ascontiguousarray(holdout, dtype=np.float32)
+    x_adv, attack = runner(spec, classifier, x, y_onehot, art_params, targeted or spec.targeted == "always", batch_size,
+                           **extra)
     x_adv = np.asarray(x_adv, dtype=np.float32)
     adv_pred = np.argmax(classifier.predict(x_adv, batch_size=batch_size), axis=1)
 
@@ -294,18 +311,28 @@ class AttackResult:
     perturbation: np.ndarray | None = None
     fooling_rate: float | None = None
     members: dict | None = None
+    info: dict | None = None
 
 
 def attack(model, x: np.ndarray, y: np.ndarray, name: str, *, index: np.ndarray | None = None,
            targeted: bool = False, target: Any = None, seed: int = 0, batch_size: int = 50,
-           progress: bool = False, **params) -> AttackResult:
+           progress: bool = False, holdout: np.ndarray | None = None, nb_classes: int = 10,
+           **params) -> AttackResult:
     """Attack arrays ``x`` (float32 NHWC in [0, 1]) with labels ``y`` on ``model`` (a Keras model
     returning logits, or an ART classifier). ``params`` are the attack's parameters (ART's meaning;
     see ``annt.attacks.ATTACKS[name]``). Returns the adversarial array and per-sample records.
+    ``target="all_other"`` (targeted) attacks every image towards each of the other ``nb_classes - 1``
+    classes: the result has one row per (image, class), image-major
+    (:func:`annt.evaluation.advset.expand_all_other`). ``holdout``: held-out clean images for
+    ``substitute``.
     """
     spec = ATTACKS[name] if name in ATTACKS else None
     y = np.asarray(y).astype(np.int64)
     index = np.arange(len(y)) if index is None else np.asarray(index)
+    if targeted and isinstance(target, str) and target == "all_other":
+        from annt.evaluation.advset import expand_all_other
+
+        x, y, index, target = expand_all_other(x, y, index, nb_classes)
     per_batch = spec.per_batch if spec else True
     step = batch_size if per_batch else max(len(y), 1)
     chunks = [slice(i, i + step) for i in range(0, len(y), step)]
@@ -314,7 +341,8 @@ def attack(model, x: np.ndarray, y: np.ndarray, name: str, *, index: np.ndarray 
         for b, sl in enumerate(chunks):
             t = target[sl] if isinstance(target, (list, np.ndarray)) else target
             outs.append(generate(model, x[sl], y[sl], name, params=params, targeted=targeted, target=t,
-                                 seed=batch_seed(seed, 0, b), batch_size=len(y[sl])))
+                                 seed=batch_seed(seed, 0, b), batch_size=len(y[sl]), holdout=holdout,
+                                 nb_classes=nb_classes))
             bar.update(1)
     return _combine(x, y, index, outs)
 
@@ -340,4 +368,4 @@ def _combine(x, y, index, outs, model=None) -> AttackResult:
         for r, i in zip(records, members["broken_by"]):
             r["broken_by"] = members["names"][i] if i >= 0 else ""
     return AttackResult(x_adv, records, summarize(records), clean_pred, adv_pred, target,
-                        outs[0].perturbation, outs[0].fooling_rate, members)
+                        outs[0].perturbation, outs[0].fooling_rate, members, getattr(outs[0], "info", None))

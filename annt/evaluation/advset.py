@@ -7,6 +7,12 @@ the dataset split's original array), plus ``clean_images``, ``clean_pred``, ``ad
 params, source model, seed, dataset and split, selection, versions). ANNT's own 3-key files, with
 MNIST images shaped (N, 28, 28), load too (their missing fields are ``None``).
 
+**Several rows per image.** A set is a list of rows, not of images: with the target rule
+``all_other`` (metadata ``target_rule: "all_other"``, Galloway et al.'s Table 3) each attacked image
+gives one row per other class, image-major (:func:`expand_all_other`): ``image_index``, ``labels`` and
+``clean_images`` repeat, ``target`` holds the class each row was pushed to. Everything that reads sets
+row by row (infer, transfer, report) counts pairs; :func:`all_other_summary` adds the per-image view.
+
 An attack run folder holds one set per run, ``adversarial_run{r}.npz`` (:func:`set_name`);
 :func:`set_files` lists the sets of a file or run folder in run order.
 """
@@ -60,6 +66,51 @@ def read_header(path) -> tuple[dict, tuple | None]:
     if shape is not None and len(shape) == 2:
         shape = shape + (1,)
     return (meta if isinstance(meta, dict) else {}), shape
+
+
+def expand_all_other(x: np.ndarray, y: np.ndarray, index: np.ndarray, nb_classes: int = 10):
+    """One row per (image, other class), image-major, classes increasing: ``(x, y, index, target)``
+    with ``len(y) * (nb_classes - 1)`` rows and ``target != y`` in every row."""
+    y = np.asarray(y).astype(np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= nb_classes):
+        raise ValueError(f"labels must lie in [0, {nb_classes})")
+    others = np.array([[c for c in range(nb_classes) if c != label] for label in y], dtype=np.int64)
+    rows = np.repeat(np.arange(len(y)), nb_classes - 1)
+    return (np.asarray(x)[rows], y[rows], np.asarray(index)[rows],
+            others.reshape(-1) if len(y) else np.zeros(0, np.int64))
+
+
+def all_other_summary(s: "AdversarialSet") -> dict:
+    """Galloway et al.'s Table 3 counting for a set of ``all_other`` rows, over every row (pair) and per image.
+
+    Pairs (the paper's numbers, as its CleverHans code counts them: accuracy on the n·(C−1)
+    adversarials against their true labels, mean L2 over all of them):
+    ``pair_accuracy`` (adversarial classified as its true label), ``pair_success_rate`` (classified
+    as its target), ``mean_l2`` over all pairs and ``mean_l2_success`` over pairs reaching the target.
+    Per image (rows grouped by ``image_index``): ``image_accuracy_any_target`` (no target of the image
+    reached), ``image_all_targets_reached``, and ``image_accuracy_worst`` (every adversarial of the
+    image still classified as its true label: the worst case over targets).
+    """
+    d = (np.asarray(s.images, np.float64) - np.asarray(s.clean_images, np.float64)).reshape(len(s), -1)
+    l2 = np.linalg.norm(d, axis=1) if len(s) else np.zeros(0)
+    reached = s.adv_pred == s.target
+    kept = s.adv_pred == s.labels
+    images, inverse = np.unique(s.image_index, return_inverse=True)
+    nan = float("nan")
+
+    def per_image(flags, how):
+        return float(np.mean([how(flags[inverse == i]) for i in range(len(images))])) if len(images) else nan
+
+    return {
+        "images": int(len(images)), "pairs": int(len(s)),
+        "pair_accuracy": float(kept.mean()) if len(s) else nan,
+        "pair_success_rate": float(reached.mean()) if len(s) else nan,
+        "mean_l2": float(l2.mean()) if len(s) else nan,
+        "mean_l2_success": float(l2[reached].mean()) if reached.any() else nan,
+        "image_accuracy_any_target": per_image(reached, lambda f: not f.any()),
+        "image_all_targets_reached": per_image(reached, lambda f: bool(f.all())),
+        "image_accuracy_worst": per_image(kept, lambda f: bool(f.all())),
+    }
 
 
 def make_metadata(*, attack: str, params: dict, targeted: bool, target_rule, card: dict, checkpoint: str, seed: int,

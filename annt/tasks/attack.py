@@ -18,17 +18,29 @@ ordinary one; the curves go to ``results.json`` (``runs[r].sweep``), ``sweep_run
 gives the robust accuracy at each threshold from the per-sample distances in the attack's threat
 norm (:func:`annt.evaluation.metrics.robust_accuracy_at`): ``runs[r].robust_accuracy_at``,
 ``robust_curve_run{r}.csv`` and ``robust_curve_run{r}.png``.
+
+**Every other class.** ``target: all_other`` (targeted) attacks each selected image towards each of
+the other classes: the set holds ``samples * (classes - 1)`` rows with their target
+(:func:`annt.evaluation.advset.expand_all_other`); the summary counts pairs, and ``runs[r].all_other``
+adds Galloway et al.'s Table 3 counting and the per-image view (:func:`annt.evaluation.advset.all_other_summary`).
+
+**Held-out images.** An attack with ``AttackSpec.holdout`` (``substitute``) gets that many clean
+images of the same split that no run attacks (:func:`annt.attacks.substitute.holdout_positions`;
+the attacked selection is the one any other attack with the same seed gets); their indices are in
+``runs[r].attack_info.holdout_index`` and the set's metadata.
 """
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from annt.evaluation.advset import AdversarialSet, load_adversarial_set, make_metadata, save_adversarial_set, set_name
+from annt.evaluation.advset import (AdversarialSet, all_other_summary, expand_all_other, load_adversarial_set,
+                                   make_metadata, save_adversarial_set, set_name)
 from annt.data import load_split, require_data
 from annt.io import atomic_save_npz, atomic_write_text
 from annt.evaluation.metrics import (DISTANCES, aggregate, records_csv, robust_accuracy_at, sample_records,
@@ -40,7 +52,7 @@ from annt.attacks.runner import AttackResult, _combine, batch_seed
 from annt.evaluation.predict import predict_labels, select_samples
 from annt.progress import progress_bar
 from annt.attacks.registry import ATTACKS, paper_params, validate_attack_params
-from annt.config.schema import Key, check as check_value
+from annt.config.schema import Key, check as check_value, did_you_mean
 from annt.config.sections import check_data, check_model, split_size
 
 USES = ("data", "model", "attack")  # the config sections this task reads
@@ -58,7 +70,9 @@ SECTION = {
     "runs": Key("int", 1, "Repeats, each on fresh samples (disjoint blocks of one seeded candidate order).", min=1, max=1000),
     "batch_size": Key("int", 50, "Images per attack batch (the unit of progress and resume).", min=1),
     "targeted": Key("bool", False, "Targeted attack (needs `target`)."),
-    "target": Key("any", None, "Targets: next ((y+1) mod 10), random, or a list of class ids, one per sample.", nullable=True),
+    "target": Key("any", None, "Targets: next ((y+1) mod 10), random, all_other (one adversarial per image and other "
+                  "class: samples x 9 rows, Galloway et al.'s Table 3), or a list of class ids, one per sample.",
+                  nullable=True),
     "grid_samples": Key("int", 8, "Samples drawn in the PNG grid.", min=0, max=64),
     "eps_thresholds": Key("list", None, "Minimum-norm attacks only (cw_l2, boundary, jsma, ...): robust accuracy "
                           "at each threshold (increasing, > 0) from the per-sample distances in the attack's norm on "
@@ -95,19 +109,30 @@ def check(ctx, cfg) -> None:
     if available is not None and a["samples"] * a["runs"] > available:
         raise ctx.fail("attack.samples", a["samples"], f"samples x runs = {a['samples'] * a['runs']} but "
                        f"{cfg['data']['dataset']}/{cfg['data']['split']} ({cfg['data']['source']}) has {available} images")
+    held = a["params"][spec.holdout] if spec.holdout else 0
+    if held and available is not None and a["samples"] * a["runs"] + held > available:
+        raise ctx.fail(f"attack.params.{spec.holdout}", held, f"samples x runs + {spec.holdout} = "
+                       f"{a['samples'] * a['runs'] + held} but {cfg['data']['dataset']}/{cfg['data']['split']} "
+                       f"({cfg['data']['source']}) has {available} images (held-out images are never attacked)")
     t = a["target"]
     if a["targeted"]:
         if t is None:
-            raise ctx.fail("attack.target", None, "required when attack.targeted is true: next, random or a list of class ids")
+            raise ctx.fail("attack.target", None, "required when attack.targeted is true: next, random, all_other or a "
+                           "list of class ids")
         if isinstance(t, list):
             if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10 for v in t):
                 raise ctx.fail("attack.target", t, "a list of class ids in [0, 9]")
             if len(t) != a["samples"]:
                 raise ctx.fail("attack.target", t, f"needs one class id per sample (attack.samples = {a['samples']})")
-        elif t not in ("next", "random"):
-            raise ctx.fail("attack.target", t, "allowed: next, random, or a list of class ids")
+        elif t not in TARGET_RULES:
+            raise ctx.fail("attack.target", t, f"allowed: {', '.join(TARGET_RULES)}, or a list of class ids"
+                           f"{did_you_mean(t, TARGET_RULES)}")
     elif t is not None:
         raise ctx.fail("attack.target", t, "only used when attack.targeted is true")
+
+
+#: Named target rules of ``attack.target`` (besides a list of class ids).
+TARGET_RULES = ("next", "random", "all_other")
 
 
 # --------------------------------------------------------------------------- sweeps and thresholds
@@ -215,7 +240,15 @@ def run_attack(cfg: dict, run: Run) -> dict:
                  len(ds), ds.source, model_acc)
     selections = select_samples(ds.y, pred, samples=a["samples"], select=a["select"], only_correct=a["only_correct"],
                                 runs=a["runs"], seed=cfg["seed"])
-    classifier = make_classifier(model, nb_classes=int(card.get("num_classes") or 10))
+    nb_classes = int(card.get("num_classes") or 10)
+    classifier = make_classifier(model, nb_classes=nb_classes)
+    holdout, holdout_info = None, None
+    if spec.holdout:  # clean images of the split that no run attacks (substitute: its initial training set)
+        from annt.attacks.substitute import holdout_positions
+
+        held = holdout_positions(len(ds), selections, params[spec.holdout], select=a["select"], seed=cfg["seed"])
+        holdout, holdout_info = ds.x[held], {"holdout_index": ds.index[held].tolist()}
+        run.log.info("%d held-out images (never attacked) for %s", len(held), a["name"])
     meta_base = make_metadata(
         attack=a["name"], params=params, targeted=a["targeted"], target_rule=a["target"], card=card,
         checkpoint=cfg["model"]["checkpoint"], seed=cfg["seed"], dataset=ds,
@@ -234,8 +267,10 @@ def run_attack(cfg: dict, run: Run) -> dict:
         else:
             x, y, index = ds.x[positions], ds.y[positions], ds.index[positions]
             target = np.asarray(a["target"]) if isinstance(a["target"], list) else a["target"]
-            step = a["batch_size"] if spec.per_batch else len(positions)
-            chunks = [slice(i, i + step) for i in range(0, len(positions), step)]
+            if a["targeted"] and isinstance(target, str) and target == "all_other":  # one row per (image, other class)
+                x, y, index, target = expand_all_other(x, y, index, nb_classes)
+            step = a["batch_size"] if spec.per_batch else max(len(y), 1)
+            chunks = [slice(i, i + step) for i in range(0, len(y), step)]
             accuracy = {}  # (axis, index) -> adversarial accuracy at that sweep point
             with progress_bar(len(points) * len(chunks), f"{a['name']} run {r + 1}/{a['runs']}") as bar:
                 for axis, i, setting in points:
@@ -250,7 +285,7 @@ def run_attack(cfg: dict, run: Run) -> dict:
                             out = attacks_mod.generate(classifier, x[sl], y[sl], a["name"],
                                                        params={**params, **setting}, targeted=a["targeted"],
                                                        target=t, seed=batch_seed(cfg["seed"], r, b),
-                                                       batch_size=len(y[sl]))
+                                                       batch_size=len(y[sl]), holdout=holdout)
                             _save_part(part, out)
                             outs.append(out)
                         bar.update(1)
@@ -266,6 +301,8 @@ def run_attack(cfg: dict, run: Run) -> dict:
                                                 else result.members["seconds"].tolist())}
             if sweep is not None:  # likewise
                 meta["sweep"] = sweep
+            if result.info is not None or holdout_info is not None:  # likewise
+                meta["attack_info"] = {**(result.info or {}), **(holdout_info or {})}
             s = AdversarialSet(images=result.x_adv, labels=y, image_index=index, clean_images=x,
                                clean_pred=result.clean_pred, adv_pred=result.adv_pred,
                                target=result.target if result.target is not None else np.full(len(y), -1),
@@ -285,6 +322,10 @@ def run_attack(cfg: dict, run: Run) -> dict:
             summary["perturbation"] = f"perturbation_run{r}.npy"
         if a["targeted"]:
             summary["targeted_success_rate"] = float(np.mean(result.adv_pred == result.target))
+        if a["targeted"] and a["target"] == "all_other":
+            summary["all_other"] = all_other_summary(s)
+        if s.metadata.get("attack_info") is not None:
+            summary["attack_info"] = s.metadata["attack_info"]
         if result.members is not None:
             summary["ensemble"] = summarize_members(result.members)
         per_run.append(summary)
@@ -331,6 +372,8 @@ def _save_part(path: Path, out) -> None:
     if out.perturbation is not None:
         arrays["perturbation"] = out.perturbation
         arrays["fooling_rate"] = np.array(out.fooling_rate)
+    if getattr(out, "info", None) is not None:
+        arrays["info"] = np.array(json.dumps(out.info))
     atomic_save_npz(path, **arrays)
 
 
@@ -343,6 +386,7 @@ class _Part:
     perturbation: np.ndarray | None
     fooling_rate: float | None
     members: dict | None = None
+    info: dict | None = None
 
 
 def _load_part(path: Path, member_names: list[str] | None) -> _Part:
@@ -352,7 +396,8 @@ def _load_part(path: Path, member_names: list[str] | None) -> _Part:
                    if "broken_by" in f.files else None)
         return _Part(f["x_adv"], f["clean_pred"], f["adv_pred"], f["target"] if "target" in f.files else None,
                      f["perturbation"] if "perturbation" in f.files else None,
-                     float(f["fooling_rate"]) if "fooling_rate" in f.files else None, members)
+                     float(f["fooling_rate"]) if "fooling_rate" in f.files else None, members,
+                     json.loads(str(f["info"])) if "info" in f.files else None)
 
 
 def _write_run_artifacts(run: Run, r: int, s: AdversarialSet, result: AttackResult, grid_samples: int,
