@@ -47,7 +47,7 @@ def _grid_distance(values, k):
 
 
 def test_registry_names_build_with_their_datasets_input_shape():
-    assert sorted(registry.ARCHITECTURES) == sorted(MNIST_ARCHS + RESNETS)
+    assert sorted(registry.ARCHITECTURES) == sorted(MNIST_ARCHS + RESNETS + ["galloway", "fcn1", "fcn2"])
     assert default_input_shape("resnet20") == (32, 32, 3)
     assert default_input_shape("mnist_a") == (28, 28, 1)
     assert ARCH_DEFAULTS["resnet20"]["input_shape"] == (32, 32, 3)

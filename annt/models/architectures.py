@@ -5,7 +5,10 @@ Every architecture is an entry of :data:`annt.models.registry.ARCHITECTURES` who
 :mod:`~annt.models.mnist_cnn`, :mod:`~annt.models.resnet`) maps NHWC float inputs in [0, 1] to
 **logits**::
 
-    builder(inputs, spec: BuildSpec, num_classes, quantize_last_hidden, **builder_kwargs) -> logits
+    builder(inputs, spec: BuildSpec, num_classes, quantize_last_hidden, **builder_kwargs, **options) -> logits
+
+(``options``: the family's own, ``model.options``; the binary families of :mod:`~annt.models.binary`
+place their own quantizers and ignore the DoReFa placement below.)
 
 The graph is the same at every bit width: at 32 bits (full precision) the kernel quantizers are
 the identity and the activation quantizers are simply left out, so only the nonlinearity remains
@@ -81,12 +84,13 @@ def build_model(
     arch: str,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int = 10,
-    weight_bits: int = FULL_PRECISION,
-    act_bits: int = FULL_PRECISION,
+    weight_bits: int | None = None,
+    act_bits: int | None = None,
     quantize_first_last: bool = False,
     batchnorm: bool = False,
     quantize_last_hidden: bool | None = None,
     input_bits: int | None = None,
+    options: dict | None = None,
 ) -> keras.Model:
     """Build ``arch`` (a registry name) at the given bit widths; the model outputs logits.
 
@@ -97,8 +101,18 @@ def build_model(
     None = none) makes the first layer an :class:`~annt.models.discretize.InputDiscretization`
     (Panda et al.'s Eq. 2), so every prediction and every attack sees it. The resolved options are
     attached as ``model.annt_options`` (used to fill the model card).
+
+    ``options``: the family's own options (:attr:`~annt.models.registry.ArchSpec.options`, e.g.
+    ``{"type": "C", "filters": 64}`` for ``galloway``), checked (``ConfigError`` for an unknown one
+    or a bad value), completed with their defaults, passed to the builder as keyword arguments and
+    recorded as ``annt_options["options"]``. ``weight_bits``/``act_bits`` None = full precision, or
+    for a binary family the width its options imply (1 or fp; another value is a ``ValueError``).
+    A model with a layer marked ``annt_stochastic`` records ``annt_options["stochastic"] = True``.
     """
     entry = arch_spec(arch)
+    options = entry.resolve_options(options)
+    weight_bits, act_bits = _family_bits(entry, options, weight_bits, act_bits, quantize_first_last,
+                                         quantize_last_hidden)
     if input_shape is None:
         input_shape = default_input_shape(arch)
     if quantize_last_hidden is None:
@@ -112,20 +126,47 @@ def build_model(
         from annt.models.discretize import InputDiscretization
 
         x = InputDiscretization(input_bits, name="input_discretization")(inputs)
-    logits = builder(x, spec, int(num_classes), bool(quantize_last_hidden), **entry.builder_kwargs)
+    logits = builder(x, spec, int(num_classes), bool(quantize_last_hidden), **entry.builder_kwargs, **options)
     model = keras.Model(inputs, logits, name=arch)
     model.annt_options = {
         "arch": arch,
         "weight_bits": spec.weight_bits,
         "act_bits": spec.act_bits,
         "quantize_first_last": spec.quantize_first_last,
-        "batchnorm": spec.batchnorm or entry.always_batchnorm,
+        "batchnorm": spec.batchnorm or entry.always_batchnorm or (entry.implied_bits is not None
+                                                                  and spec.weight_bits != FULL_PRECISION),
         "quantize_last_hidden": bool(quantize_last_hidden),
         "input_shape": [int(d) for d in input_shape],
         "num_classes": int(num_classes),
         "input_bits": None if input_bits is None else int(input_bits),
     }
+    if options:
+        model.annt_options["options"] = dict(options)
+    if is_stochastic(model):
+        model.annt_options["stochastic"] = True
     return model
+
+
+def is_stochastic(model) -> bool:
+    """Whether any layer of ``model`` samples at inference (:data:`annt.attacks.adaptive.STOCHASTIC`)."""
+    from annt.attacks.adaptive import STOCHASTIC, marked_layers
+
+    return bool(marked_layers(model, STOCHASTIC))
+
+
+def _family_bits(entry, options, weight_bits, act_bits, quantize_first_last, quantize_last_hidden):
+    """``(weight_bits, act_bits)``: given (None = fp), or those a binary family's options imply."""
+    implied = entry.bits_for(options)
+    if implied is None:
+        return (FULL_PRECISION if weight_bits is None else weight_bits,
+                FULL_PRECISION if act_bits is None else act_bits)
+    for what, given in (("weight_bits", weight_bits), ("act_bits", act_bits)):
+        if given is not None and check_bits(given, what) != implied:
+            raise ValueError(f"{entry.name} with options {options} has {what} {implied} (set by its options), not {given}")
+    for what, given in (("quantize_first_last", quantize_first_last), ("quantize_last_hidden", quantize_last_hidden)):
+        if given:
+            raise ValueError(f"{what} does not apply to {entry.name}: the family places its own quantizers")
+    return implied, implied
 
 
 def _defaults(name: str) -> dict:

@@ -2,7 +2,8 @@
 
 A model folder holds ``model.keras`` and ``card.json``. The card records what the graph is
 (``arch``, ``bits`` as ``{"weights", "activations", "label"}`` with 32 = fp, the model options
-:data:`OPTIONS`, ``input_shape``, ``num_classes``), how it was trained (``dataset``, accuracies,
+:data:`OPTIONS`, the family's own ``options`` such as galloway's ``{"type": "C", "filters": 64}``,
+``"stochastic": true`` for a model random at inference, ``input_shape``, ``num_classes``), how it was trained (``dataset``, accuracies,
 ``epochs``, ``seed``, ``data_hash``, split sizes, ``train_settings``) and the package versions.
 Pure Python and JSON: config validation reads cards without importing TensorFlow.
 
@@ -35,6 +36,8 @@ def make_card(model, card: dict[str, Any]) -> dict[str, Any]:
     Build options come from ``model.annt_options`` (set by :func:`annt.models.build_model`);
     a caller field that contradicts them raises ``ModelError`` instead of writing a wrong card.
     ``bits`` is written as ``{"weights": k, "activations": k, "label": "4bit"}`` with 32 = fp.
+    A model with a layer that samples at inference (``annt_stochastic``, e.g. galloway type S) gets
+    ``"stochastic": true``, found on the layers themselves, so a loaded model re-saved keeps it.
     """
     from annt.runs import versions
 
@@ -61,12 +64,32 @@ def make_card(model, card: dict[str, Any]) -> dict[str, Any]:
         card["input_shape"] = [int(d) for d in model.input_shape[1:]]
     if card.get("num_classes") is None:
         card["num_classes"] = int(model.output_shape[-1])
+    if _has_stochastic_layers(model):
+        card["stochastic"] = True
     for key in CALLER_KEYS:
         card.setdefault(key, None)
     v = versions()
     card["versions"] = {"tensorflow": v.get("tensorflow"), "keras": v.get("keras"), "annt": v.get("annt"),
                         **(card.get("versions") or {})}
     return card
+
+
+def _has_stochastic_layers(model) -> bool:
+    from annt.attacks.adaptive import STOCHASTIC, marked_layers  # TF-free module
+
+    return bool(marked_layers(model, STOCHASTIC))
+
+
+def check_options(card: dict[str, Any], given: dict[str, Any] | None) -> str | None:
+    """Why ``given`` (a config's ``model.options``, possibly partial) contradicts the card's
+    ``options``, or None when every given option equals the card's value."""
+    have = card.get("options") or {}
+    for name, value in (given or {}).items():
+        if name not in have:
+            return f"the checkpoint's card has no option {name!r} (options: {have or 'none'})"
+        if have[name] != value:
+            return f"does not match the checkpoint's card ({name}: {have[name]!r})"
+    return None
 
 
 def read_card(folder: str | os.PathLike) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def load_model_folder(
     model.annt_options = {
         "arch": card["arch"], "weight_bits": weight_bits, "act_bits": act_bits,
         **{k: card[k] for k in ("quantize_first_last", "batchnorm", "quantize_last_hidden",
-                                "input_shape", "num_classes", "input_bits") if k in card},
+                                "input_shape", "num_classes", "input_bits", "options") if k in card},
     }
     return model, card
 

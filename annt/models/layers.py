@@ -7,6 +7,11 @@
 * :class:`QuantActivation` — ``quantizer(x)``, placed after the nonlinearity, e.g.
   ``QuantActivation(("dorefa_activations", {"bits": 2}))``.
 * :class:`ChannelPad` — zero channels for the ResNets' parameter-free shortcuts.
+* :class:`LearnedScale` — ``α·x`` with one trainable scalar α (Galloway et al.'s type C/S models).
+* :class:`ClipWeights` — kernel constraint ``clip(w, −c, c)`` after each update (BinaryNet).
+
+A layer whose quantizer draws at random on every call (``stochastic_sign``) reports
+``annt_stochastic = True`` (:mod:`annt.attacks.adaptive`: attacks then average gradients, EOT).
 
 All are registered under the ``annt`` package, and their configs hold only JSON, so
 ``keras.models.load_model(path, safe_mode=True)`` restores them without custom_objects once
@@ -17,7 +22,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from annt.models.quantizers import FULL_PRECISION, get_quantizer, serialize_quantizer
+from annt.models.quantizers import FULL_PRECISION, STOCHASTIC_QUANTIZERS, get_quantizer, serialize_quantizer
+
+
+def _is_stochastic(quantizer) -> bool:
+    return quantizer is not None and quantizer.name in STOCHASTIC_QUANTIZERS
 
 
 def _legacy_spec(bits, quantizer: str):
@@ -38,6 +47,11 @@ class _QuantizedKernel:
         kwargs.setdefault("kernel_initializer", "he_normal")
         super().__init__(*args, **kwargs)
         self.kernel_quantizer = get_quantizer(kernel_quantizer)
+
+    @property
+    def annt_stochastic(self) -> bool:
+        """True when the kernel quantizer samples on every call (e.g. ``stochastic_sign``)."""
+        return _is_stochastic(self.kernel_quantizer)
 
     def quantized_kernel(self):
         """The kernel the forward pass uses: ``kernel_quantizer(kernel)``, or the kernel itself."""
@@ -84,6 +98,11 @@ class QuantActivation(keras.layers.Layer):
         super().__init__(**kwargs)
         self.quantizer = get_quantizer(quantizer)
 
+    @property
+    def annt_stochastic(self) -> bool:
+        """True when the quantizer samples on every call."""
+        return _is_stochastic(self.quantizer)
+
     def call(self, inputs):
         return inputs if self.quantizer is None else self.quantizer(inputs)
 
@@ -117,3 +136,44 @@ class ChannelPad(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "before": self.before, "after": self.after}
+
+
+@keras.saving.register_keras_serializable(package="annt")
+class LearnedScale(keras.layers.Layer):
+    """``α · x`` with one trainable scalar α (weight ``scale``), initialised to ``initial``.
+
+    Galloway et al. (2018) §3: "a small (e.g. 1e-2) tunable scalar after the ReLU in hidden layers,
+    to compensate for an increase in the L1 norm of the activations due to binarization"; their code
+    (``SReLU``) starts it at 0.05."""
+
+    def __init__(self, initial: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.initial = float(initial)
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(), initializer=keras.initializers.Constant(self.initial),
+                                     trainable=True)
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial}
+
+
+@keras.saving.register_keras_serializable(package="annt")
+class ClipWeights(keras.constraints.Constraint):
+    """``clip(w, −limit, limit)`` after every optimizer step: BinaryNet keeps the real-valued weights
+    behind binary ones in [−1, 1], where the hard-tanh straight-through gradient is not zero."""
+
+    def __init__(self, limit: float = 1.0):
+        self.limit = float(limit)
+
+    def __call__(self, w):
+        return ops.clip(w, -self.limit, self.limit)
+
+    def get_config(self):
+        return {"limit": self.limit}

@@ -163,3 +163,59 @@ def quantize_activations(x: tf.Tensor, bits: int) -> tf.Tensor:
         return tf.round(tf.clip_by_value(x, 0.0, 1.0) * n) / n, grad
 
     return _fa(x)
+
+
+# --- binary (BinaryNet; Galloway et al. 2018) -------------------------------------------------
+
+def _hardtanh_ste(x, forward: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """``forward(x)`` in the forward pass; backward ∂/∂x = 1 where |x| ≤ 1, else 0 (the gradient of
+    hard tanh: BinaryNet's straight-through estimator, Courbariaux, Hubara et al. 2016). One op with
+    a hand-made gradient, as :func:`quantize_activations` (binary activations are large tensors)."""
+    @tf.custom_gradient
+    def _ste(x):
+        def grad(dy):
+            return tf.where(tf.abs(x) <= 1.0, dy, tf.zeros_like(dy))
+
+        return forward(x), grad
+
+    return _ste(tf.convert_to_tensor(x))
+
+
+def _pm_one(positive: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    return tf.where(positive, tf.ones_like(like), -tf.ones_like(like))
+
+
+@register_quantizer("sign")
+def binary_sign(x: tf.Tensor) -> tf.Tensor:
+    """Deterministic binarization, for weights and activations alike.
+
+        forward:  s = +1 if x ≥ 0 else −1   (sign(0) := +1, so the values are exactly ±1)
+        backward: ∂s/∂x = 1 if |x| ≤ 1 else 0   (hard-tanh straight-through estimator)
+
+    No scale: binary weights are ±1 (unlike DoReFa's 1-bit ``±E(|w|)``).
+    """
+    return _hardtanh_ste(x, lambda t: _pm_one(t >= 0, t))
+
+
+@register_quantizer("stochastic_sign")
+def stochastic_sign(x: tf.Tensor) -> tf.Tensor:
+    """Stochastic binarization, sampled on every call (training and inference alike):
+
+        forward:  s = 2·Bernoulli(p) − 1,   p = hard_sigmoid(x) = clip((x + 1)/2, 0, 1)
+                  (s = +1 where u < p for u ~ U[0, 1): always +1 at x ≥ 1, always −1 at x ≤ −1)
+        backward: ∂s/∂x = 1 if |x| ≤ 1 else 0   (as :func:`binary_sign`)
+
+    E[s] = clip(x, −1, 1). The draw comes from TensorFlow's global random state (``tf.random.uniform``
+    without an op seed), so ``keras.utils.set_random_seed(s)`` / ``tf.random.set_seed(s)`` before a
+    pass makes it repeatable, in eager calls and in traced functions alike. A layer whose kernel
+    uses it reports ``annt_stochastic`` (:mod:`annt.attacks.adaptive`: attacks then use EOT).
+    """
+    def sample(t):
+        p = tf.clip_by_value((t + 1.0) / 2.0, 0.0, 1.0)
+        return _pm_one(tf.random.uniform(tf.shape(t), dtype=t.dtype) < p, t)
+
+    return _hardtanh_ste(x, sample)
+
+
+#: Quantizers that draw at random on every call; layers using one are stochastic at inference.
+STOCHASTIC_QUANTIZERS = frozenset({"stochastic_sign"})
