@@ -71,7 +71,8 @@ def input_gradient(model, x: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         with identity_backward(model):
             logits = model(x, training=False)
         loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    return tape.gradient(loss, x)
+    # a layer with no gradient at all (tf.round, tf.floor) leaves x unconnected: a zero step, not a crash
+    return tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def crafting_labels(model, x: tf.Tensor, y: tf.Tensor, own_labels: bool) -> tf.Tensor:
