@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the K = 64 models of the Galloway pack into models/ (cards and run folders as any annt train run):
 # A, B, C, S (plain) and A+, B+, C+ (FGSM/Kurakin in the last 5 epochs), seeds 0 and 1: 14 models.
-# Estimated on this 2-core CPU (README.md, "Costs"): about 7 CPU-hours in all (S alone about 3).
+# Estimated on this 2-core CPU (README.md, "Costs"): about 7-10 CPU-hours in all (S, 45 epochs, 1-1.6 h per seed).
 # A model folder that exists is skipped (annt never overwrites one). Run from anywhere:
 #   bash configs/papers/galloway2018/ship_models.sh            # every model
 #   bash configs/papers/galloway2018/ship_models.sh A B        # only these types (A B C S A+ B+ C+)

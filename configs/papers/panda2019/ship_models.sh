@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the FCN2 models of the Panda pack into models/: Table V (BNN and full precision x 2/4/8-bit inputs, plain
 # training) and Tables II and VI (R-FGSM eps 0.3: full precision 2b and 8b, BNN 2b), seeds 0 and 1: 18 models.
-# Estimated on this 2-core CPU (README.md "Costs"): about 5 CPU-hours in all. Existing model folders are skipped.
+# Estimated on this 2-core CPU (README.md "Costs"): about 2.5 CPU-hours in all. Existing model folders are skipped.
 #   bash configs/papers/panda2019/ship_models.sh            # all
 #   bash configs/papers/panda2019/ship_models.sh plain      # Table V only (or: rfgsm)
 # TODO(lead): the train configs are drafts until the fcn families and train.adversarial are merged.
