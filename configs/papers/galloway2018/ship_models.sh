@@ -12,7 +12,8 @@ here=configs/papers/galloway2018
 types=("$@"); [ ${#types[@]} -eq 0 ] && types=(A B C S A+ B+ C+)
 for seed in 0 1; do
   for t in "${types[@]}"; do
-    base=${t%+}; dest="models/galloway-${base}64$([ "$t" != "$base" ] && echo -plus)-seed$seed"
+    base=${t%+}; suffix=""; [ "$t" != "$base" ] && suffix=-plus
+    dest="models/galloway-${base}64$suffix-seed$seed"
     [ -e "$dest" ] && { echo "exists: $dest"; continue; }
     if [ "$t" != "$base" ]; then cfg=$here/train_galloway_plus.draft.yaml; else cfg=$here/train_galloway.draft.yaml; fi
     extra=(); [ "$base" = S ] && extra=(--set train.epochs=45)
