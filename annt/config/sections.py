@@ -42,6 +42,13 @@ MODEL = {
     "batchnorm": Key("bool", False, "BatchNorm before each quantized activation (MNIST archs; ResNets always have it)."),
     "quantize_last_hidden": Key("bool", None, "Quantize the last hidden layer's activation; null = the architecture's "
                                 "ANNT default (no).", nullable=True),
+    "options": Key("dict", None, "The architecture's own options, e.g. {type: C, filters: 64}; unknown ones are refused. "
+                   + "; ".join(f"{a.name}: " + ", ".join(f"`{k}` ({'/'.join(map(str, o.choices)) if o.choices else o.kind}, "
+                                                        f"default {o.default})" for k, o in a.options.items())
+                               for a in ARCHITECTURES.values() if a.options)
+                   + ". The binary families' bits follow from these (binary types 1, full precision fp); a `bits` "
+                   "that contradicts them is refused. With a checkpoint, given options are checked against its card.",
+                   nullable=True),
     "input_bits": Key("choice", None, "Input discretization (Panda et al., SPEC §13): the first layer maps each pixel to "
                       "the centre of its bin among 2^input_bits on the 0-255 scale; attacks differentiate it as the "
                       "identity (BPDA) unless attack.params.bpda is false. null = none for train, the card's value "
@@ -75,16 +82,37 @@ def check_model(ctx, cfg, need_checkpoint: bool):
             given = ((getattr(ctx, "raw", None) or {}).get("model") or {}).get("checkpoint", m["checkpoint"])
             raise ctx.fail("model.checkpoint", given, f"no such model folder: {m['checkpoint']}{_train_hint(m, d)}")
         _check_card(ctx, m, d)
-    if m["bits"] is None:
-        m["bits"] = {"weights": bitwidths.FP, "activations": bitwidths.FP}
     if m["arch"] is None:
         raise ctx.fail("model.arch", None, f"required; allowed: {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES.get(m["arch"])
+    if spec is not None and m["checkpoint"] is None:
+        _check_options(ctx, m, spec)
+    if m["bits"] is None:
+        m["bits"] = {"weights": bitwidths.FP, "activations": bitwidths.FP}
     if spec is None:
         if m["checkpoint"] is None:  # a model folder may hold any architecture its card names; training builds ours
             raise ctx.fail("model.arch", m["arch"], f"allowed: {', '.join(ARCHITECTURES)}{did_you_mean(m['arch'], ARCHITECTURES)}")
     elif d["dataset"] not in spec.datasets:
         raise ctx.fail("model.arch", m["arch"], f"is built for {' or '.join(spec.datasets)}, not data.dataset={d['dataset']}")
+
+
+def _check_options(ctx, m, spec):
+    """``model.options`` against the arch's declared options (defaults filled in); for a binary family,
+    the bits its options imply, which a given ``model.bits`` must repeat."""
+    m["options"] = spec.resolve_options(m["options"], ctx, "model.options")
+    implied = spec.bits_for(m["options"])
+    if implied is None:
+        return
+    want = {"weights": implied, "activations": implied}
+    if m["bits"] is not None and m["bits"] != want:
+        shown = ", ".join(f"{k}: {v}" for k, v in m["options"].items())
+        given = ((getattr(ctx, "raw", None) or {}).get("model") or {}).get("bits", m["bits"])
+        raise ctx.fail("model.bits", given, f"{spec.name} with options {{{shown}}} has bits "
+                       f"{bitwidths.label(implied).lower()} (set by model.options; leave model.bits null)")
+    m["bits"] = want
+    for key in ("quantize_first_last", "quantize_last_hidden"):
+        if m[key]:
+            raise ctx.fail(f"model.{key}", m[key], f"does not apply to {spec.name} (its binary layers are set by model.options)")
 
 
 def _train_hint(m: dict, d: dict) -> str:
@@ -130,6 +158,10 @@ def _check_card(ctx, m, d):
             if card.get(key) is not None and card[key] != d[key]:
                 raise ctx.fail(f"data.{key}", d[key], f"the checkpoint was trained with {key} {card[key]}; using another "
                                f"value on split {d['split']!r} would mix training and validation images")
+    bad = model_card.check_options(card, m["options"])
+    if bad:
+        raise ctx.fail(f"model.options.{bad[0]}", bad[1], f"{bad[2]} in {ck / 'card.json'}")
+    m["options"] = dict(card.get("options") or {})
     m["arch"] = m["arch"] or card.get("arch")
     m["bits"] = m["bits"] or card_bits
 

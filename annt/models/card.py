@@ -80,15 +80,15 @@ def _has_stochastic_layers(model) -> bool:
     return bool(marked_layers(model, STOCHASTIC))
 
 
-def check_options(card: dict[str, Any], given: dict[str, Any] | None) -> str | None:
-    """Why ``given`` (a config's ``model.options``, possibly partial) contradicts the card's
-    ``options``, or None when every given option equals the card's value."""
+def check_options(card: dict[str, Any], given: dict[str, Any] | None) -> tuple[str, Any, str] | None:
+    """The first of ``given`` (a config's ``model.options``, possibly partial) that contradicts the
+    card's ``options``, as ``(name, value, why)``; None when every given option equals the card's."""
     have = card.get("options") or {}
     for name, value in (given or {}).items():
         if name not in have:
-            return f"the checkpoint's card has no option {name!r} (options: {have or 'none'})"
+            return name, value, f"the checkpoint's card has no option {name!r} (its options: {have or 'none'})"
         if have[name] != value:
-            return f"does not match the checkpoint's card ({name}: {have[name]!r})"
+            return name, value, f"does not match the checkpoint's card ({name}: {have[name]!r})"
     return None
 
 

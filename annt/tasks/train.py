@@ -133,7 +133,8 @@ def run_train(cfg: dict, run: Run) -> dict:
     model = build_model(m["arch"], input_shape=DATASETS[d["dataset"]]["shape"], num_classes=DATASETS[d["dataset"]]["classes"],
                         weight_bits=bits["weights"], act_bits=bits["activations"],
                         quantize_first_last=m["quantize_first_last"], batchnorm=m["batchnorm"],
-                        quantize_last_hidden=m["quantize_last_hidden"], input_bits=m.get("input_bits"))
+                        quantize_last_hidden=m["quantize_last_hidden"], input_bits=m.get("input_bits"),
+                        options=m.get("options"))
     run.log.info("model: %s W%s/A%s, %d parameters; train settings %s", m["arch"], bits["weights"], bits["activations"],
                  model.count_params(), settings)
     import keras
