@@ -9,6 +9,11 @@ clean image correctly (and the source did too, when the set was prefiltered with
 
 Direct inference is transfer with target = source; with a prefiltered set it reproduces the
 attack-time numbers exactly (``summary_all`` counts every sample, as the attack did).
+
+A model random at inference (:func:`annt.evaluation.predict.is_stochastic`) is predicted in
+``passes`` seeded passes: a sample's clean and adversarial labels (records, the counting rule) are
+the majority votes, and the accuracies in both summaries are means over passes on the same samples,
+with their std under ``summary["stochastic"]`` (:func:`annt.evaluation.predict.summary_over_passes`).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import numpy as np
 from annt.evaluation.advset import AdversarialSet, load_adversarial_set, set_files
 from annt.errors import AnntError
 from annt.evaluation.metrics import sample_records, summarize
-from annt.evaluation.predict import predict_labels
+from annt.evaluation.predict import DEFAULT_PASSES, is_stochastic, predict_passes, summary_over_passes, vote
 
 
 @dataclass
@@ -36,8 +41,10 @@ class EvalResult:
     counted: np.ndarray
 
 
-def evaluate(model, adv: AdversarialSet | str | Path, *, dataset=None, batch_size: int = 500) -> EvalResult:
-    """Evaluate an adversarial set (object or path) on ``model`` (Keras, logits).
+def evaluate(model, adv: AdversarialSet | str | Path, *, dataset=None, batch_size: int = 500,
+             passes: int = DEFAULT_PASSES, seed: int = 0) -> EvalResult:
+    """Evaluate an adversarial set (object or path) on ``model`` (Keras, logits); ``passes`` and
+    ``seed`` matter only for a model random at inference (module docstring).
 
     ``dataset`` (an :class:`annt.data.Dataset`) supplies the clean images of ANNT 3-key sets, looked
     up by ``image_index``; annt's own sets carry them.
@@ -51,8 +58,9 @@ def evaluate(model, adv: AdversarialSet | str | Path, *, dataset=None, batch_siz
     shape = tuple(model.input_shape[1:])
     if tuple(adv.images.shape[1:]) != shape:
         raise AnntError(f"{adv.path}: images are {tuple(adv.images.shape[1:])} but the model takes {shape}")
-    clean_pred = predict_labels(model, adv.clean_images, batch_size)
-    adv_pred = predict_labels(model, adv.images, batch_size)
+    kw = {"passes": passes, "seed": seed, "batch_size": batch_size}
+    clean_passes, adv_passes = predict_passes(model, adv.clean_images, **kw), predict_passes(model, adv.images, **kw)
+    clean_pred, adv_pred = vote(clean_passes), vote(adv_passes)
     counted = clean_pred == adv.labels
     if adv.prefiltered and adv.clean_pred is not None:
         counted &= adv.clean_pred == adv.labels
@@ -62,9 +70,13 @@ def evaluate(model, adv: AdversarialSet | str | Path, *, dataset=None, batch_siz
         r["target"] = int(t) if t >= 0 else ""
         r["counted"] = bool(c)
     summary = summarize([r for r in records if r["counted"]])
+    summary_all = summarize(records)
+    if is_stochastic(model):
+        summary.update(summary_over_passes(clean_passes, adv_passes, adv.labels, seed=seed, mask=counted))
+        summary_all.update(summary_over_passes(clean_passes, adv_passes, adv.labels, seed=seed))
     summary["n_total"] = len(records)
     summary["transfer_rate"] = summary["success_rate"]
-    return EvalResult(summary, summarize(records), records, clean_pred, adv_pred, counted)
+    return EvalResult(summary, summary_all, records, clean_pred, adv_pred, counted)
 
 
 def attach_clean_images(adv: AdversarialSet, dataset) -> AdversarialSet:

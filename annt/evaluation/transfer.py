@@ -23,17 +23,21 @@ from annt.errors import AnntError
 from annt.evaluation.advset import read_header, set_files
 from annt.evaluation.evaluate import attach_clean_images, evaluate, model_label, source_sets
 from annt.evaluation.metrics import DISTANCES
+from annt.evaluation.predict import DEFAULT_PASSES
 from annt.models.card import OPTIONS, read_card_json
 from annt.tables import markdown, mean_std, pm
 
 
 def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
-             records_out: list | None = None) -> list[dict]:
+             records_out: list | None = None, passes: int = DEFAULT_PASSES, seed: int = 0) -> list[dict]:
     """Evaluate every source (npz or attack run folder; each run separately) on every target
     model folder. Returns long-form rows: one per source × target × run. Per-sample records
     (with source, target, run and ``counted``) are appended to ``records_out`` if given.
     ``dataset`` (a Dataset, or a no-argument callable returning one, called at most once) supplies
-    the clean images of ANNT 3-key sets."""
+    the clean images of ANNT 3-key sets. A target random at inference is predicted in ``passes``
+    passes seeded from ``seed`` (:func:`annt.evaluation.evaluate.evaluate`): its row's accuracy is the
+    mean over passes, ``passes`` says how many (1 for a deterministic target) and
+    ``adversarial_accuracy_pass_std`` gives their std (0 for a deterministic target)."""
     from annt.models.folder import load_model_folder
 
     rows = []
@@ -50,7 +54,7 @@ def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
                     if callable(dataset):
                         dataset = dataset()
                     s = attach_clean_images(s, dataset)
-                res = evaluate(model, s, batch_size=batch_size)
+                res = evaluate(model, s, batch_size=batch_size, passes=passes, seed=seed)
                 if records_out is not None:
                     # the record's own "target" is the attack's target class; "target" here is the model
                     records_out.extend({"source": src, "target": str(t), "run": r,
@@ -62,6 +66,9 @@ def transfer(sources, targets, *, dataset=None, batch_size: int = 500, log=None,
                        "target": str(t), "target_model": model_label(card), "target_bits": _bits_of(card), "run": r,
                        "n_total": len(s), "n_used": res.summary["n"], "adversarial_accuracy": res.summary["adversarial_accuracy"],
                        "transfer_rate": res.summary["transfer_rate"]}
+                over_passes = res.summary.get("stochastic")
+                row["passes"] = over_passes["passes"] if over_passes else 1
+                row["adversarial_accuracy_pass_std"] = over_passes["adversarial_accuracy"]["std"] if over_passes else 0.0
                 for d in DISTANCES:
                     row[f"{d}_successful_mean"] = res.summary[d]["successful"]["mean"]
                     row[f"{d}_successful_median"] = res.summary[d]["successful"]["median"]

@@ -49,7 +49,7 @@ from annt.runs import Run
 from annt.tables import fmt as _fmt, pm as _pm, to_csv
 from annt.attacks.ensemble import distance, member_label, summarize_members
 from annt.attacks.runner import AttackResult, _combine, batch_seed
-from annt.evaluation.predict import predict_labels, select_samples
+from annt.evaluation.predict import DEFAULT_PASSES, predict_with_accuracy, select_samples, stochastic_summary
 from annt.progress import progress_bar
 from annt.attacks.registry import ATTACKS, paper_params, validate_attack_params
 from annt.config.schema import Key, check as check_value, did_you_mean
@@ -233,8 +233,10 @@ def run_attack(cfg: dict, run: Run) -> dict:
     t0 = time.time()
     model, card = load_configured_model(cfg["model"])
     ds = load_split(cfg)
-    pred = predict_labels(model, ds.x)
-    model_acc = float(np.mean(pred == ds.y)) if len(ds) else float("nan")
+    # a model random at inference: labels = vote of the passes, accuracy = mean over them (annt.evaluation.predict)
+    passes = {"passes": cfg["model"].get("stochastic_passes", DEFAULT_PASSES), "seed": cfg["seed"]}
+    pred, model_acc = predict_with_accuracy(model, ds.x, ds.y, **passes)
+    model_acc = model_acc["mean"] if len(ds) else float("nan")
     run.log.info("source model %s (%s, %s) clean accuracy on %s/%s (%d images, from %s): %.4f",
                  cfg["model"]["checkpoint"], card.get("arch"), card.get("bits", {}).get("label"), ds.name, ds.split,
                  len(ds), ds.source, model_acc)
@@ -312,7 +314,8 @@ def run_attack(cfg: dict, run: Run) -> dict:
             save_adversarial_set(final, s)  # last: its presence marks the run complete
             for p in partial.glob(f"run{r}_*.npz"):
                 p.unlink()
-        summary = {"run": r, **result.summary, "adversarial_set": final.name, "samples_csv": f"samples_run{r}.csv"}
+        summary = {"run": r, **result.summary, **stochastic_summary(model, s.clean_images, s.images, s.labels, **passes),
+                   "adversarial_set": final.name, "samples_csv": f"samples_run{r}.csv"}
         if sweep is not None:
             summary["sweep"] = sweep
         if robust is not None:

@@ -9,7 +9,7 @@ import numpy as np
 from annt.data import load_split
 from annt.evaluation.evaluate import attach_clean_images, evaluate, model_label, source_sets
 from annt.evaluation.metrics import aggregate, records_csv
-from annt.evaluation.predict import predict_labels
+from annt.evaluation.predict import DEFAULT_PASSES, predict_with_accuracy
 from annt.io import atomic_write_text
 
 from annt.models.card import read_card_json
@@ -44,10 +44,11 @@ def run_infer(cfg: dict, run: Run) -> dict:
     t0 = time.time()
     model, card = load_configured_model(cfg["model"])
     bs = cfg["infer"]["batch_size"]
+    passes = {"passes": cfg["model"].get("stochastic_passes", DEFAULT_PASSES), "seed": cfg["seed"]}
     if cfg["infer"]["adversarial"] is None:
         ds = load_split(cfg)
-        pred = predict_labels(model, ds.x, bs)
-        acc = float(np.mean(pred == ds.y)) if len(ds) else float("nan")
+        pred, acc = predict_with_accuracy(model, ds.x, ds.y, batch_size=bs, **passes)  # stochastic: vote; mean over passes
+        acc = acc["mean"] if len(ds) else float("nan")
         run.log.info("clean accuracy of %s on %s/%s (%d images, from %s): %.4f", model_label(card), ds.name, ds.split,
                      len(ds), ds.source, acc)
         rows = [{"index": int(i), "true_label": int(t), "pred": int(p)} for i, t, p in zip(ds.index, ds.y, pred)]
@@ -59,7 +60,7 @@ def run_infer(cfg: dict, run: Run) -> dict:
     for r, s in enumerate(sets):
         if s.clean_images is None:
             s = attach_clean_images(s, load_split(cfg))
-        res = evaluate(model, s, batch_size=bs)
+        res = evaluate(model, s, batch_size=bs, **passes)
         atomic_write_text(run.file(f"samples_run{r}.csv"), records_csv(res.records))
         direct = _same_model(s.metadata.get("source_model"), cfg["model"])
         per_run.append({"run": r, "set": s.path, **res.summary, "all_samples": res.summary_all})

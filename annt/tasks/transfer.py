@@ -59,7 +59,7 @@ def run_transfer(cfg: dict, run: Run) -> dict:
         raise AnntError(str(e)) from None
     records: list[dict] = []
     rows = transfer(t["sources"], t["targets"], dataset=lambda: load_split(cfg), batch_size=t["batch_size"], log=run.log,
-                    records_out=records)
+                    records_out=records, seed=cfg["seed"])
     cell_rows = cells(rows)
     for r in (*rows, *cell_rows):
         r["source_label"], r["target_label"] = rows_axis.label(r["source"]), cols_axis.label(r["target"])
