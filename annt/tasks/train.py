@@ -13,7 +13,8 @@ from annt.runs import Run
 from annt.training.settings import resolve_train_settings
 from annt.config.schema import REQUIRED, Key
 from annt.config.sections import check_data, check_model
-from annt.training.settings import ADVERSARIAL_METHODS, EPS_DISTRIBUTIONS, LR_SCHEDULES, OPTIMIZERS, PGD_STEPS
+from annt.training.settings import (ADVERSARIAL_EPS, ADVERSARIAL_METHODS, EPS_DISTRIBUTIONS, LR_SCHEDULES, OPTIMIZERS,
+                                   PGD_STEPS)
 
 MODEL_SUBDIR = "model"
 
@@ -24,7 +25,7 @@ ADVERSARIAL = {
                   "(x + eps·sign ∇), rfgsm (Tramèr et al.: a random step ±alpha, then an FGSM step of eps − alpha), "
                   "pgd (Madry et al.: steps of step_size, projected onto the eps-ball). Inputs on [0, 1]; every "
                   "adversarial x' stays in [0, 1] and within eps of x (L∞).", choices=ADVERSARIAL_METHODS),
-    "eps": Key("float", 0.3, "L∞ budget on the [0, 1] pixel scale (0.3 = Galloway et al. and Panda et al. on MNIST); "
+    "eps": Key("float", ADVERSARIAL_EPS, "L∞ budget on the [0, 1] pixel scale (0.3 = Galloway et al. and Panda et al. on MNIST); "
                "with eps_distribution truncated_normal it is eps_max.", min=0.0, min_open=True, max=1.0),
     "eps_distribution": Key("choice", "fixed", "fgsm only: fixed (every example gets eps) or truncated_normal "
                             "(Kurakin et al. 2017, Galloway's '+' models: per example |t|, t ~ N(0, σ²) truncated to "

@@ -17,6 +17,8 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 ADVERSARIAL_METHODS = ("fgsm", "rfgsm", "pgd")
 #: How FGSM training draws each example's eps: ``fixed`` = eps; ``truncated_normal`` = Kurakin et al. (2017).
 EPS_DISTRIBUTIONS = ("fixed", "truncated_normal")
+#: eps when not given: 0.3, Galloway et al.'s and Panda et al.'s MNIST budget (pixels on [0, 1]).
+ADVERSARIAL_EPS = 0.3
 #: PGD training steps when not given (Madry et al.'s MNIST setting).
 PGD_STEPS = 40
 #: Every key of a resolved ``train.adversarial`` section, in the order the card records them.
@@ -58,6 +60,7 @@ def resolve_adversarial(given: Mapping[str, Any]) -> dict[str, Any]:
       that Galloway et al. used, and Kurakin's / Tramèr's half-adversarial batches), 0 for pgd (Madry: adversarial only).
     """
     out = {k: given.get(k) for k in ADVERSARIAL_KEYS}
+    out["eps"] = ADVERSARIAL_EPS if out["eps"] is None else out["eps"]
     method, eps = out["method"], out["eps"]
     pgd = method == "pgd"
     out["eps_distribution"] = out["eps_distribution"] or "fixed"
