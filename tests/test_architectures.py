@@ -203,7 +203,7 @@ def test_models_package_is_tensorflow_free_until_a_builder_is_used():
             "print(sorted(annt.models.ARCHITECTURES)[:2])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["['lenet5',", "'mnist_a']"]
+    assert r.stdout.split() == ["['fcn1',", "'fcn2']"]
 
 
 def test_build_model_and_the_registry_are_reachable_from_the_packages():

@@ -162,7 +162,7 @@ def test_unknown_quantizer_is_named_not_keras_wrapper_text(copy_of):
         return data.replace(b'"dorefa_weights"', b'"dorefa_weightz"') if name == "config.json" else data
 
     _rewrite_archive(folder / "model.keras", rename)
-    assert _load_error(folder).endswith("unknown quantizer 'dorefa_weightz'; registered: dorefa_activations, dorefa_weights")
+    assert _load_error(folder).endswith("unknown quantizer 'dorefa_weightz'; registered: dorefa_activations, dorefa_weights, sign, stochastic_sign")
 
 
 def test_model_file_from_before_quantizer_specs_loads_with_the_same_logits(copy_of, saved):
