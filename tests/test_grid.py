@@ -430,3 +430,36 @@ def test_interrupted_grid_keeps_finished_cells_and_the_same_command_continues(tm
     rc, out, err = run_cli([p], capsys)
     res = results(gdir)
     assert rc == 0 and (res["ran"], res["reused"]) == (3, 1)
+
+
+def test_paper_table_matches_on_the_key_columns_the_grid_has(tmp_path, capsys):
+    # A Galloway-style paper file: model, a column the grid does not have (type), attack, eps, a metric and its ±.
+    models = [fake_model(tmp_path / "m", f"g-A64-seed{s}", 32) for s in (0, 1)]
+    for s, m in enumerate(models):  # two trainings of one model: different cards
+        card = json.loads((m / "card.json").read_text())
+        (m / "card.json").write_text(json.dumps({**card, "seed": s}))
+    paper = tmp_path / "paper.csv"
+    paper.write_text("model,type,attack,eps,adversarial_accuracy,adversarial_accuracy_pm\n"
+                     "g-A64,A,fgsm,0.1,0.74,0.04\ng-A64,A,fgsm,0.2,0.39,0.04\n")
+    p = write_grid(tmp_path, f"""\
+        base:
+          task: attack
+          data: {{dataset: mnist, source: sample}}
+          attack: {{name: fgsm, samples: 10}}
+        axes:
+          eps: [0.1, 0.2]
+          model: [{models[0]}, {models[1]}]
+        paper: {paper}
+        run: false
+        """)
+    cells = {c.label: c for c in cells_of(load_config(p))}
+    assert len(cells) == 4
+    for label, c in cells.items():  # seed 0 and seed 1 of one model pool into one line per eps
+        acc = {"0.1": 0.7, "0.2": 0.3}[str(c.axes["eps"])] + (0.1 if "seed1" in label else 0.0)
+        _fake_done(c, [_run(acc, 2.0)], elapsed=1.0)
+    rc, out, err = run_cli([p], capsys)
+    assert rc == 0, err
+    md = (tmp_path / "runs" / "grid-g" / "tables.md").read_text()
+    assert ("| model | attack | eps | adversarial_accuracy ours | paper | difference |\n|---|---|---|---|---|---|\n"
+            "| g-A64 | fgsm | 0.1 | 0.750 ± 0.050 | 0.740 ± 0.040 | +0.010 |\n"
+            "| g-A64 | fgsm | 0.2 | 0.350 ± 0.050 | 0.390 ± 0.040 | -0.040 |\n") in md

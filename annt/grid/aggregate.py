@@ -11,8 +11,8 @@ Written into the grid folder:
   ``seed`` (e.g. the attack), columns = the models, labelled and ordered by bit width (FP first)
   when that tells them apart (:func:`annt.evaluation.transfer.axis_labels`); each entry is the mean ±
   std over every run of the cells it pools (runs within a cell, and the cells of every seed), just
-  the mean for one run. With ``grid.paper`` a table of ours | paper | difference per attack and bit
-  width follows; then each transfer cell's matrices; then the wall times;
+  the mean for one run. With ``grid.paper`` a table of ours | paper | difference follows (see
+  :func:`read_paper` for the file's layout); then each transfer cell's matrices; then the wall times;
 * ``heatmap_<metric>.png`` (the pivot), ``accuracy_vs_bits.png`` (columns labelled by bits),
   ``accuracy_vs_eps.png`` (an ``eps`` axis) and each transfer cell's heat-maps as
   ``<transfer label>-heatmap_<metric>.png``.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -37,8 +38,10 @@ METRICS = {
     "train": (("test_accuracy", "test accuracy"), ("val_accuracy", "validation accuracy")),
     "diagnose": (("worst_case_accuracy", "worst-case accuracy"),),
 }
-#: Columns of the paper file (``grid.paper``): these two name the entry, the rest are metrics.
-PAPER_KEYS = ("attack", "bits")
+#: Metric columns a paper file (``grid.paper``) may hold, each optionally with ``<metric>_pm`` (the paper's ±).
+PAPER_METRICS = ("adversarial_accuracy", "clean_accuracy", "test_accuracy", "success_rate", "l2_successful_mean",
+                 "linf_successful_mean", "l2_all_mean", "worst_case_accuracy")
+PM_SUFFIX = "_pm"
 DIGITS = 3
 
 
@@ -78,12 +81,17 @@ def _run_numbers(r: dict) -> dict:
     return out
 
 
-def long_rows(cell: Cell, res: dict, grid_dir: Path) -> list[dict]:
-    """One row per run of a done cell (transfer cells: see :func:`transfer_rows`)."""
+def _head(cell: Cell) -> dict:
+    """What identifies a cell in the long table: its label, task, axis values, model folder name, arch, bits, attack."""
     m = cell.meta
-    head = {"cell": cell.label, "task": cell.task, **{k: _shown(v) for k, v in cell.axes.items()},
+    return {"cell": cell.label, "task": cell.task, **{k: _shown(v) for k, v in cell.axes.items()},
             "model": Path(m["model"]).name if m.get("model") else "", "arch": m.get("arch") or "",
             "bits": _bits_label(m.get("bits")) if m.get("bits") else "", "attack": m.get("attack") or ""}
+
+
+def long_rows(cell: Cell, res: dict, grid_dir: Path) -> list[dict]:
+    """One row per run of a done cell (transfer cells: see :func:`transfer_rows`)."""
+    head = _head(cell)
     tail = {"cell_seconds": res.get("elapsed_s"), "run_dir": _rel(res.get("run_dir"), grid_dir)}
     if cell.task in ("attack",) or (cell.task == "infer" and res.get("mode") == "adversarial"):
         return [{**head, "run": r.get("run", i), **_run_numbers(r), **tail} for i, r in enumerate(res.get("runs", []))]
@@ -171,37 +179,74 @@ def pivot_markdown(rows, cols, stats, corner: str) -> str:
 
 
 # --------------------------------------------------------------------------- the paper
-def read_paper(path) -> dict[tuple[str, str], dict]:
-    """``{(attack, bits label): {metric: value}}`` from a CSV with columns attack, bits, metrics."""
+def read_paper(path) -> tuple[list[str], list[str], list[dict]]:
+    """``(key columns, metric columns, rows)`` of a paper's numbers: a CSV (``#`` lines are comments) with one
+    row per entry. Metric columns are those of :data:`PAPER_METRICS` present, each optionally with
+    ``<metric>_pm`` (the paper's ±, shown beside its value); every other column is a key, matched against the
+    long table's column of the same name: ``attack``, ``bits`` (any spelling of a bit width), ``model`` (the
+    model folder's name; a ``-seed<N>`` suffix on ours is ignored, so the seeds of one model pool), an axis such
+    as ``eps``. Key columns the grid's cells do not have are not compared."""
     with open(path, encoding="utf-8", newline="") as f:
         lines = [ln for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
-    out = {}
-    for r in csv.DictReader(lines):
-        key = (r["attack"].strip(), _bits_label(bitwidths.parse(r["bits"].strip())))
-        out[key] = {k: float(v) for k, v in r.items() if k not in PAPER_KEYS and v not in (None, "")}
-    return out
+    reader = csv.DictReader(lines)
+    columns = list(reader.fieldnames or [])
+    metrics = [c for c in columns if c in PAPER_METRICS]
+    keys = [c for c in columns if c not in PAPER_METRICS and not (c.endswith(PM_SUFFIX) and c[:-len(PM_SUFFIX)] in metrics)]
+    rows = [{k: (v or "").strip() for k, v in r.items()} for r in reader]
+    return keys, metrics, rows
 
 
-def paper_table(cells: list[Cell], rows_by_cell: dict[str, list[dict]], paper: dict) -> str:
-    """Ours | paper | difference (ours − paper) per attack and bit width, for each metric the paper has."""
-    metrics = [m for m, _ in METRICS["attack"] if any(m in v for v in paper.values())]
+def _match_value(column: str, value) -> str:
+    """A key value as compared with the paper's: bit widths by label, model names without -seed<N>, numbers by value."""
+    text = "" if value is None else str(value).strip()
+    if column == "bits" and text:
+        try:
+            return _bits_label(bitwidths.parse(text))
+        except (ValueError, TypeError):
+            return text
+    if column == "model":
+        return re.sub(r"-seed\d+$", "", text)
+    try:
+        return repr(float(text))
+    except ValueError:
+        return text
+
+
+def paper_table(cells: list[Cell], rows_by_cell: dict[str, list[dict]], paper) -> str:
+    """Ours | paper | difference (ours − paper) for each metric the paper has, one line per group of cells that
+    agree on the paper's key columns (cells of several seeds pool), in the cells' order (bit widths FP first)."""
+    keys, metrics, paper_rows = paper
+    heads = {c.label: _head(c) for c in cells}
+    shared = [k for k in keys if any(k in h for h in heads.values())]
+    ref: dict[tuple, dict] = {}
+    for r in paper_rows:
+        ref.setdefault(tuple(_match_value(k, r.get(k)) for k in shared), r)
     groups: dict[tuple, list[dict]] = {}
+    shown: dict[tuple, list] = {}
     for c in cells:
-        if c.task == "attack" and c.meta.get("bits"):
-            groups.setdefault((c.meta["attack"], _bits_label(c.meta["bits"])), []).extend(rows_by_cell.get(c.label, []))
-    attacks = list(dict.fromkeys(a for a, _ in groups))
-    order = [(a, b) for a in attacks for b in bitwidths.label_order([b for a2, b in groups if a2 == a])]
-    header = ["attack", "bits"]
+        h = heads[c.label]
+        key = tuple(_match_value(k, h.get(k)) for k in shared)
+        shown.setdefault(key, [_match_value("model", h.get(k)) if k == "model" else h.get(k, "") for k in shared])
+        groups.setdefault(key, []).extend(rows_by_cell.get(c.label, []))
+    order = list(groups)
+    if "bits" in shared:  # FP first within each group of the other keys
+        i = shared.index("bits")
+        rest = list(dict.fromkeys(k[:i] + k[i + 1:] for k in order))
+        order = [k for r in rest for b in bitwidths.label_order([k[i] for k in order if k[:i] + k[i + 1:] == r])
+                 for k in order if k[:i] + k[i + 1:] == r and k[i] == b]
+    header = list(shared)
     for m in metrics:
         header += [f"{m} ours", "paper", "difference"]
     body = []
     for key in order:
-        ref = paper.get(key, {})
-        line = list(key)
+        theirs_row = ref.get(key, {})
+        line = list(shown[key])
         for m in metrics:
             st = mean_std(r.get(m) for r in groups[key])
-            theirs = ref.get(m)
-            line += [pm(st, DIGITS), "" if theirs is None else fmt(theirs, DIGITS),
+            theirs = float(theirs_row[m]) if theirs_row.get(m) else None
+            pm_text = theirs_row.get(m + PM_SUFFIX)
+            line += [pm(st, DIGITS),
+                     "" if theirs is None else fmt(theirs, DIGITS) + (f" ± {fmt(float(pm_text), DIGITS)}" if pm_text else ""),
                      "" if theirs is None or st["n"] == 0 else f"{st['mean'] - theirs:+.{DIGITS}f}"]
         body.append(line)
     return markdown(header, body)
@@ -259,7 +304,7 @@ def aggregate(cells: list[Cell], outcomes: dict[str, dict], grid_dir: Path, *, p
             outputs += _pivot_plots(grid_dir, metric, what, rows, cols, stats, first=metric == METRICS[task][0][0])
     if plots and task == "attack" and "eps" in (main[0].axes if main else {}):
         outputs += _eps_plot(grid_dir, main, rows_by_cell)
-    if paper is not None and task == "attack":
+    if paper is not None and main:
         md.append("## Ours beside the paper\n\nours: mean ± std over runs; difference: our mean − the paper's.\n\n"
                   + paper_table(main, rows_by_cell, read_paper(paper)))
     for c, res in transfer:

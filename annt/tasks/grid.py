@@ -57,8 +57,10 @@ SECTION = {
     "identity": Key("choice", "version", "What 'code version' means in a cell's hash: version (annt's and TensorFlow's, "
                     "Keras', ART's and numpy's versions) or commit (also the git commit: every commit recomputes "
                     "every cell).", choices=MODES),
-    "paper": Key("path", None, "CSV of a paper's numbers (columns attack, bits and metrics such as "
-                 "adversarial_accuracy) printed beside ours in tables.md.", nullable=True, must_exist=True),
+    "paper": Key("path", None, "CSV of a paper's numbers printed beside ours in tables.md: metric columns such as "
+                 "adversarial_accuracy (each optionally with <metric>_pm, the paper's ±) and key columns matched against "
+                 "the cells' (attack, bits, model: the folder name, a -seed<N> suffix ignored, an axis such as eps); see "
+                 "wiki/Grids.md.", nullable=True, must_exist=True),
     "run": Key("bool", True, "false: run nothing, only rewrite the tables from the cells already done."),
 }
 
