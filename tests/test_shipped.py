@@ -13,9 +13,11 @@ from annt.tasks.train import resolved_train_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(ROOT.glob("configs/**/*.yaml"))
-# Configs that need something a fresh clone lacks: a CIFAR-10 model or attack runs made beforehand.
+# Configs that need something a fresh clone may lack: a CIFAR-10 model, attack runs made beforehand, or a paper
+# pack's models before they are trained (each pack's ship_models.sh trains them).
 NEEDS = {"cifar10": "models/resnet20-4bit", "transfer/mnist_a_fgsm_7x7.yaml": "runs/*-attack-matrix-fgsm",
-         "report/attacks.yaml": "runs/*-attack-*"}
+         "report/attacks.yaml": "runs/*-attack-*", "papers/galloway2018/": "models/galloway-*",
+         "papers/panda2019/": "models/fcn2-*"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])

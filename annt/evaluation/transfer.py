@@ -12,6 +12,8 @@ without its bits tag (``mnist_a-4bit`` before ``mnist_a-bn-4bit`` at every width
 """
 from __future__ import annotations
 
+import json
+
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,9 +159,11 @@ def _set_metadata(path: Path) -> dict:
 
 
 def _family(card: dict | None, arch) -> tuple:
-    """What besides bits tells two models apart: architecture and graph options (unknown: None)."""
+    """What besides bits tells two models apart: architecture, graph options, the family's own options (galloway's
+    type and filters) and input discretization (unknown: None). Hashable."""
     card = card or {}
-    return (arch, *(card.get(k) for k in OPTIONS))
+    own = json.dumps(card.get("options"), sort_keys=True) if card.get("options") else None
+    return (arch, *(card.get(k) for k in OPTIONS), own, card.get("input_bits"))
 
 
 def _checked_bits(b) -> dict | None:

@@ -5,8 +5,8 @@
 # A model folder that exists is skipped (annt never overwrites one). Run from anywhere:
 #   bash configs/papers/galloway2018/ship_models.sh            # every model
 #   bash configs/papers/galloway2018/ship_models.sh A B        # only these types (A B C S A+ B+ C+)
-# TODO(lead): the two train configs are drafts until the galloway family and train.adversarial are merged.
 set -eu
+threads=(); [ -n "${ANNT_THREADS:-}" ] && threads=(--threads "$ANNT_THREADS")  # e.g. ANNT_THREADS=1 beside another job
 cd "$(dirname "$0")/../../.."
 here=configs/papers/galloway2018
 types=("$@"); [ ${#types[@]} -eq 0 ] && types=(A B C S A+ B+ C+)
@@ -15,9 +15,9 @@ for seed in 0 1; do
     base=${t%+}; suffix=""; [ "$t" != "$base" ] && suffix=-plus
     dest="models/galloway-${base}64$suffix-seed$seed"
     [ -e "$dest" ] && { echo "exists: $dest"; continue; }
-    if [ "$t" != "$base" ]; then cfg=$here/train_galloway_plus.draft.yaml; else cfg=$here/train_galloway.draft.yaml; fi
+    if [ "$t" != "$base" ]; then cfg=$here/train_galloway_plus.yaml; else cfg=$here/train_galloway.yaml; fi
     extra=(); [ "$base" = S ] && extra=(--set train.epochs=45)
-    annt "$cfg" --set model.options.type="$base" --set model.options.filters=64 --set seed="$seed" \
+    annt "$cfg" "${threads[@]}" --set model.options.type="$base" --set model.options.filters=64 --set seed="$seed" \
       --set name="$(basename "$dest")" --set train.export_to="$dest" "${extra[@]}"
   done
 done

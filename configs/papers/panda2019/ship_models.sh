@@ -4,26 +4,26 @@
 # Estimated on this 2-core CPU (README.md "Costs"): about 2.5 CPU-hours in all. Existing model folders are skipped.
 #   bash configs/papers/panda2019/ship_models.sh            # all
 #   bash configs/papers/panda2019/ship_models.sh plain      # Table V only (or: rfgsm)
-# TODO(lead): the train configs are drafts until the fcn families and train.adversarial are merged.
 set -eu
+threads=(); [ -n "${ANNT_THREADS:-}" ] && threads=(--threads "$ANNT_THREADS")  # e.g. ANNT_THREADS=1 beside another job
 cd "$(dirname "$0")/../../.."
 here=configs/papers/panda2019
 what=${1:-all}
 train() {  # config binary input_bits seed dest
   [ -e "$5" ] && { echo "exists: $5"; return; }
-  annt "$1" --set model.arch=fcn2 --set model.options.binary="$2" --set model.input_bits="$3" --set seed="$4" \
+  annt "$1" "${threads[@]}" --set model.arch=fcn2 --set model.options.binary="$2" --set model.input_bits="$3" --set seed="$4" \
     --set name="$(basename "$5")" --set train.export_to="$5"
 }
 for seed in 0 1; do
   if [ "$what" = all ] || [ "$what" = plain ]; then
     for b in 2 4 8; do
-      train $here/train_fcn.draft.yaml true $b $seed "models/fcn2-bnn-in${b}b-seed$seed"
-      train $here/train_fcn.draft.yaml false $b $seed "models/fcn2-fp-in${b}b-seed$seed"
+      train $here/train_fcn.yaml true $b $seed "models/fcn2-bnn-in${b}b-seed$seed"
+      train $here/train_fcn.yaml false $b $seed "models/fcn2-fp-in${b}b-seed$seed"
     done
   fi
   if [ "$what" = all ] || [ "$what" = rfgsm ]; then
-    train $here/train_fcn_rfgsm.draft.yaml false 2 $seed "models/fcn2-fp-in2b-rfgsm-seed$seed"
-    train $here/train_fcn_rfgsm.draft.yaml false 8 $seed "models/fcn2-fp-in8b-rfgsm-seed$seed"
-    train $here/train_fcn_rfgsm.draft.yaml true 2 $seed "models/fcn2-bnn-in2b-rfgsm-seed$seed"
+    train $here/train_fcn_rfgsm.yaml false 2 $seed "models/fcn2-fp-in2b-rfgsm-seed$seed"
+    train $here/train_fcn_rfgsm.yaml false 8 $seed "models/fcn2-fp-in8b-rfgsm-seed$seed"
+    train $here/train_fcn_rfgsm.yaml true 2 $seed "models/fcn2-bnn-in2b-rfgsm-seed$seed"
   fi
 done
