@@ -50,35 +50,82 @@ def configuration_page() -> str:
     return head + table + "\n## Attack parameters (`attack.params`)\n" + _attack_table()
 
 
-TARGETS = {"mnist_a": {"fp": 0.992, "1bit": 0.985, "other": 0.990},
-           "lenet5": {"fp": 0.989, "1bit": 0.975, "other": 0.985}}
+#: The script that trains (and so reproduces) each paper pack's shipped models, by architecture; the zoo's
+#: models are reproduced by ``configs/train/<folder name>.yaml`` instead.
+PACK_SCRIPTS = {"galloway": "configs/papers/galloway2018/ship_models.sh",
+                "fcn1": "configs/papers/panda2019/ship_models.sh", "fcn2": "configs/papers/panda2019/ship_models.sh"}
+_BITS_ORDER = ["fp", "1bit", "2bit", "4bit", "8bit", "12bit", "16bit"]
+
+
+def _is_pack(card: dict) -> bool:
+    """A paper pack's model: its family has options (galloway, fcn1/fcn2) or it discretizes its input."""
+    return bool(card.get("options")) or card.get("input_bits") is not None
+
+
+def _graph(card: dict) -> str:
+    """The graph column: the zoo's family (ANNT or BatchNorm), or a pack model's options and stochasticity."""
+    options = card.get("options") or {}
+    if card["arch"] == "galloway":
+        out = f"type {options['type']}, K = {options['filters']}"
+    elif "binary" in options:
+        out = "BNN (BinaryNet)" if options["binary"] else "full precision"
+    elif options:
+        out = ", ".join(f"{k} {v}" for k, v in options.items())
+    else:
+        out = "BatchNorm" if card.get("batchnorm") else "ANNT (no BN)"
+    return out + ("; stochastic (accuracies: one random pass)" if card.get("stochastic") else "")
+
+
+def _training(card: dict) -> str:
+    """``plain``, or the adversarial training its card records (``train_settings.adversarial``)."""
+    adv = (card.get("train_settings") or {}).get("adversarial")
+    if not adv:
+        return "plain"
+    out = f"{adv['method']} ε {adv['eps']:g}"
+    if adv.get("eps_distribution", "fixed") != "fixed":
+        out += f" ({adv['eps_distribution'].replace('_', ' ')})"
+    return out + (f", last {adv['last_epochs']} epochs" if adv.get("last_epochs") else "")
 
 
 def models_table(root=None) -> str:
     """Markdown table of the shipped models' cards (``python -m annt.docs models``).
 
-    Rows go by architecture, then graph (the ANNT-faithful one first, then ``batchnorm: true``),
-    then bit width; the target column is the accuracy the zoo is held to (``TARGETS``).
+    The zoo's models come first, by architecture, then graph (the ANNT-faithful one first, then
+    ``batchnorm: true``), then bit width; then the paper packs' models, by architecture, bit width, family
+    options, input bits (``input_bits``: Panda et al.'s input discretization, "–" = none), training (plain
+    before adversarial) and seed. The target column is the accuracy the registry holds the zoo to
+    (:meth:`~annt.models.registry.ArchSpec.target_for`); blank, with "n/a", where it has none. The last
+    column is what reproduces the model: its ``configs/train`` file, or its pack's ``ship_models.sh``
+    (:data:`PACK_SCRIPTS`).
     """
     import json
     from pathlib import Path
 
+    from annt.models.registry import ARCHITECTURES
+
     root = Path(root or Path(__file__).resolve().parent.parent / "models")
-    order = ["fp", "1bit", "2bit", "4bit", "8bit", "12bit", "16bit"]
-    out = ("| model | graph | bits | val accuracy | test accuracy | target | met | best epoch / epochs | config |\n"
-           "|---|---|---|---|---|---|---|---|---|\n")
+    out = ("| model | graph | bits | input bits | training | val accuracy | test accuracy | target | met | "
+           "best epoch / epochs | reproduced by |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     cards = [json.loads(p.read_text()) | {"_dir": p.parent.name} for p in root.glob("*/card.json")]
-    cards.sort(key=lambda c: (c["arch"], bool(c.get("batchnorm")),
-                              order.index(c["bits"]["label"]) if c["bits"]["label"] in order else 99))
-    for c in cards:
+
+    def order(c):
+        pack, tag = _is_pack(c), c["bits"]["label"]
+        adv = ((c.get("train_settings") or {}).get("adversarial") or {}).get("method") or ""
+        return (pack, c["arch"], False if pack else bool(c.get("batchnorm")),
+                _BITS_ORDER.index(tag) if tag in _BITS_ORDER else 99, json.dumps(c.get("options") or {}, sort_keys=True),
+                c.get("input_bits") or 0, adv, c.get("seed") or 0, c["_dir"])
+
+    for c in sorted(cards, key=order):
         tag = c["bits"]["label"]
-        t = TARGETS.get(c["arch"], {})
-        target = t.get(tag, t.get("other"))
+        spec = ARCHITECTURES.get(c["arch"])
+        target = None if spec is None else spec.target_for(tag)
         met = "n/a" if target is None else ("yes" if c["test_accuracy"] >= target else "**no**")
-        graph = "BatchNorm" if c.get("batchnorm") else "ANNT (no BN)"
-        out += (f"| `models/{c['_dir']}` | {graph} | {tag} | {c['val_accuracy']:.4f} | {c['test_accuracy']:.4f} | "
-                f"{'' if target is None else f'≥ {target:.3f}'} | {met} | {c.get('best_epoch', '?')} / {c.get('epochs', '?')} | "
-                f"`configs/train/{c['_dir']}.yaml` |\n")
+        source = PACK_SCRIPTS.get(c["arch"]) if _is_pack(c) else None
+        source = source or f"configs/train/{c['_dir']}.yaml"
+        inputs = "–" if c.get("input_bits") is None else f"{c['input_bits']}-bit"
+        out += (f"| `models/{c['_dir']}` | {_graph(c)} | {tag} | {inputs} | {_training(c)} | {c['val_accuracy']:.4f} | "
+                f"{c['test_accuracy']:.4f} | {'' if target is None else f'≥ {target:.3f}'} | {met} | "
+                f"{c.get('best_epoch', '?')} / {c.get('epochs', '?')} | `{source}` |\n")
     return out
 
 
