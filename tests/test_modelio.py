@@ -42,6 +42,25 @@ def test_save_writes_model_and_full_card_only(saved):
     assert card["versions"]["tensorflow"] == tf.__version__
 
 
+def test_a_trained_model_is_saved_without_its_optimizer_state(tmp_path):
+    import h5py
+    import keras
+
+    model = build_model("lenet5", weight_bits=2, act_bits=2, batchnorm=True)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
+    model.fit(x, np.arange(16) % 10, epochs=1, verbose=0)  # BatchNorm statistics move, Adam has slots
+    folder = save_model_folder(model, tmp_path / "m", CALLER_CARD)
+    with zipfile.ZipFile(folder / "model.keras") as z:
+        (tmp_path / "w.h5").write_bytes(z.read("model.weights.h5"))
+    with h5py.File(tmp_path / "w.h5") as h:
+        names = []
+        h.visit(names.append)
+    assert names and not any(n.startswith("optimizer/vars/") for n in names)
+    loaded, _ = load_model_folder(folder)
+    np.testing.assert_array_equal(loaded(x, training=False).numpy(), model(x, training=False).numpy())
+
+
 def test_round_trip_gives_identical_logits_in_safe_mode(saved):
     model, folder = saved
     loaded, card = load_model_folder(folder, expect_arch="mnist_a", expect_weight_bits=4, expect_act_bits=2)

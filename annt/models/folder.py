@@ -34,9 +34,24 @@ def save_model_folder(model: keras.Model, folder: str | os.PathLike, card: dict[
     full_card = make_card(model, card)  # validate before touching the disk
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / MODEL_FILE, suffix=".keras") as tmp:  # respects the umask, as every result file
-        model.save(tmp, overwrite=True)
+        _inference_copy(model).save(tmp, overwrite=True)
     atomic_write_json(folder / CARD_FILE, full_card)
     return folder
+
+
+def _inference_copy(model: keras.Model) -> keras.Model:
+    """``model`` without its training state: a compiled model's file would also hold the optimizer's
+    variables (Adam: twice the weights again), which nothing reads back (training resumes from its run
+    folder's checkpoints). The copy is rebuilt from the config with the same weights; a model that
+    cannot be rebuilt that way (a subclassed user model) is saved as it is."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    try:
+        copy = model.__class__.from_config(model.get_config())
+        copy.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 - any rebuild failure: keep the original, optimizer and all
+        return model
+    return copy
 
 
 def _root_cause(err: Exception) -> str:

@@ -10,7 +10,8 @@ threads=(); [ -n "${ANNT_THREADS:-}" ] && threads=(--threads "$ANNT_THREADS")  #
 cd "$(dirname "$0")/../../.."
 here=configs/papers/galloway2018
 types=("$@"); [ ${#types[@]} -eq 0 ] && types=(A B C S A+ B+ C+)
-for seed in 0 1; do
+read -r -a seeds <<< "${SEEDS:-0 1}"  # e.g. SEEDS=0 for one seed
+for seed in "${seeds[@]}"; do
   for t in "${types[@]}"; do
     base=${t%+}; suffix=""; [ "$t" != "$base" ] && suffix=-plus
     dest="models/galloway-${base}64$suffix-seed$seed"

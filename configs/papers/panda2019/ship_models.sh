@@ -14,7 +14,8 @@ train() {  # config binary input_bits seed dest
   annt "$1" "${threads[@]}" --set model.arch=fcn2 --set model.options.binary="$2" --set model.input_bits="$3" --set seed="$4" \
     --set name="$(basename "$5")" --set train.export_to="$5"
 }
-for seed in 0 1; do
+read -r -a seeds <<< "${SEEDS:-0 1}"  # e.g. SEEDS=0 for one seed
+for seed in "${seeds[@]}"; do
   if [ "$what" = all ] || [ "$what" = plain ]; then
     for b in 2 4 8; do
       train $here/train_fcn.yaml true $b $seed "models/fcn2-bnn-in${b}b-seed$seed"
