@@ -132,6 +132,32 @@ def test_cell_hash_ignores_where_the_grid_lives_and_changes_with_config_and_inpu
     assert set(e.values()).isdisjoint(d.values())  # the commit is part of the code version now
 
 
+@needs_models
+def test_cell_hash_leaves_out_keys_at_their_default_so_a_new_key_keeps_finished_cells(tmp_path):
+    from annt.grid.identity import config_material, digest
+
+    base = {"task": "attack", "data": {"source": "sample"}, "model": {"checkpoint": str(FP)},
+            "attack": {"name": "pgd", "params": {"eps": 0.1}}}
+
+    def material(**changes):
+        raw = json.loads(json.dumps(base))
+        for section, values in changes.items():
+            for k, v in values.items():
+                (raw[section]["params"] if k in ("eot_samples", "temperature") else raw[section])[k] = v
+        return digest(config_material(validate(raw, file="t.yaml", base=tmp_path)))
+
+    plain = material()
+    # written at their defaults: the same cell
+    assert material(model={"stochastic_passes": 10, "input_bits": None, "options": {}},
+                    attack={"eot_samples": 1, "temperature": None}) == plain
+    older = validate(json.loads(json.dumps(base)), file="t.yaml", base=tmp_path)  # as an annt without these keys
+    del older["model"]["input_bits"], older["model"]["stochastic_passes"], older["attack"]["params"]["eot_samples"]
+    assert digest(config_material(older)) == plain
+    # any other value is another cell
+    assert len({plain, material(model={"stochastic_passes": 3}), material(attack={"eot_samples": 2}),
+                material(attack={"samples": 7})}) == 4
+
+
 def test_shipped_table6_grid_is_the_papers_experiment():
     path = ROOT / "configs" / "papers" / "annt2024" / "table6_mnist.yaml"
     cells = cells_of(load_config(path))

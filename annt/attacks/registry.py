@@ -537,7 +537,7 @@ def attack_spec(name: Any, where: str = "attack", ctx: Context | None = None) ->
     return ATTACKS[name]
 
 
-def _gradient_schema(spec: AttackSpec) -> dict[str, Key]:
+def param_schema(spec: AttackSpec) -> dict[str, Key]:
     """The attack's parameters followed by the gradient options (with its own defaults)."""
     options = {k: replace(key, default=spec.gradient_defaults[k]) if k in spec.gradient_defaults else key
                for k, key in GRADIENT_OPTIONS.items()}
@@ -570,7 +570,7 @@ def _check_params(spec: AttackSpec, params: Mapping[str, Any] | None, path: str,
                 raise ctx.fail(f"{path}.{k}", given[k], f"{spec.name} is gradient-free; {k} applies only to attacks "
                                                           "that use gradients")
     with_options = gradient_options and spec.gradients
-    resolved = walk(ctx, _gradient_schema(spec) if with_options else spec.params, given, path + ".")
+    resolved = walk(ctx, param_schema(spec) if with_options else spec.params, given, path + ".")
     if with_options:
         resolved["temperature"] = _check_temperature(resolved["temperature"], f"{path}.temperature", ctx)
     if spec.cross_check is not None:

