@@ -105,8 +105,8 @@ def main(argv=None) -> None:
     load = os.getloadavg()[0]
     models = {name: build_compiled(name, args.filters) for name in names}
     for model in models.values():
-        for x, y in batches[:args.warmup]:
-            model.train_on_batch(x, y)
+        for i in range(args.warmup):
+            model.train_on_batch(*batches[i % len(batches)])
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
