@@ -64,3 +64,20 @@ def tiny_models(tmp_path_factory):
         tag = "fp" if bits == 32 else f"{bits}bit"
         out[tag] = save_model_folder(m, root / f"lenet5-{tag}", {"dataset": "mnist", "test_accuracy": acc, "seed": 0})
     return out
+
+
+@pytest.fixture
+def interrupt_at():
+    """A Keras callback class that simulates a crash right after epoch ``at`` (1-based) has been backed up."""
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def __init__(self, at):
+            super().__init__()
+            self.at = at
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == self.at:
+                raise KeyboardInterrupt
+
+    return Interrupt

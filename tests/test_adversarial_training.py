@@ -138,22 +138,12 @@ def digits(mnist_sample):
     return mnist_sample.x[:600], mnist_sample.y[:600], mnist_sample.x[600:], mnist_sample.y[600:]
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.at:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("interrupt_after", [1, 2])
-def test_last_epochs_schedule_survives_a_resume(tmp_path, digits, interrupt_after):
+def test_last_epochs_schedule_survives_a_resume(tmp_path, digits, interrupt_after, interrupt_at):
     adv = resolve_adversarial({"method": "fgsm", "eps": 0.1, "last_epochs": 2})
     with pytest.raises(KeyboardInterrupt):
         fit(dense_net(), *digits, epochs=3, batch_size=100, checkpoint_dir=tmp_path, verbose=0, adversarial=adv,
-            callbacks=[_Interrupt(interrupt_after)])
+            callbacks=[interrupt_at(interrupt_after)])
     model = dense_net()
     result = fit(model, *digits, epochs=3, batch_size=100, checkpoint_dir=tmp_path, verbose=0, adversarial=adv)
     assert result["epochs_run"] == 3 - interrupt_after

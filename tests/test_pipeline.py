@@ -32,6 +32,16 @@ def attack_cfg(tmp_path, model_dir, name="atk", extra=""):
         """)
 
 
+def infer_cfg(tmp_path, model_dir, adversarial, name="inf"):
+    return write_cfg(tmp_path, name, f"""
+        task: infer
+        output_dir: {tmp_path / 'runs'}
+        data: {{dataset: mnist, source: sample}}
+        model: {{checkpoint: {model_dir}}}
+        infer: {{adversarial: {adversarial}}}
+        """)
+
+
 def run_main(args):
     rc = cli.main([str(a) for a in args])
     return rc
@@ -174,13 +184,7 @@ def test_partial_batches_survive_interruption_within_a_run(tmp_path, tiny_models
 def test_direct_inference_reproduces_attack_time_numbers(tmp_path, tiny_models):
     assert run_main([attack_cfg(tmp_path, tiny_models["2bit"])]) == 0
     atk = only_run(tmp_path, "attack")
-    cfg = write_cfg(tmp_path, "inf", f"""
-        task: infer
-        output_dir: {tmp_path / 'runs'}
-        data: {{dataset: mnist, source: sample}}
-        model: {{checkpoint: {tiny_models['2bit']}}}
-        infer: {{adversarial: {atk}}}
-        """)
+    cfg = infer_cfg(tmp_path, tiny_models["2bit"], atk)
     assert run_main([cfg]) == 0
     inf = json.loads((only_run(tmp_path, "infer") / "results.json").read_text())
     agg = inf["aggregate"]["adversarial_accuracy"]

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from test_attacks import _synthetic, model  # noqa: F401  (the tiny trained model shared with test_attacks)
-from test_pipeline import attack_cfg, only_run, run_main, write_cfg
+from test_pipeline import attack_cfg, infer_cfg, only_run, run_main, write_cfg
 
 from annt.attacks.runner import attack, resolve_targets
 from annt.evaluation.advset import AdversarialSet, all_other_summary, expand_all_other, load_adversarial_set
@@ -75,13 +75,7 @@ def test_task_all_other_set_and_infer_read_it(tmp_path, tiny_models):
     assert res["targeted_success_rate"] == pytest.approx(res["all_other"]["pair_success_rate"])
     rows = list(csv.DictReader(open(run / "samples_run0.csv")))
     assert [int(r["target"]) for r in rows] == s.target.tolist()
-    inf = write_cfg(tmp_path, "inf", f"""
-        task: infer
-        output_dir: {tmp_path / 'runs'}
-        data: {{dataset: mnist, source: sample}}
-        model: {{checkpoint: {tiny_models['fp']}}}
-        infer: {{adversarial: {run}}}
-        """)
+    inf = infer_cfg(tmp_path, tiny_models["fp"], run)
     assert run_main([inf]) == 0
     got = json.loads((only_run(tmp_path, "infer") / "results.json").read_text())["runs"][0]
     assert got["n_total"] == 27 and got["adversarial_accuracy"] == res["adversarial_accuracy"]

@@ -24,18 +24,6 @@ def quadrant_set(n, shape=(28, 28, 1), seed=0):
     return x, y
 
 
-class _Interrupt(keras.callbacks.Callback):
-    """Simulates a crash right after epoch ``at`` (1-based) has been backed up."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.at:
-            raise KeyboardInterrupt
-
-
 @pytest.fixture(scope="module")
 def data():
     x, y = quadrant_set(320)
@@ -64,11 +52,11 @@ def test_fit_lowers_loss_and_keeps_best_validation_checkpoint(tmp_path, data):
     np.testing.assert_allclose(lrs, [1e-3 * 0.5 * (1 + np.cos(np.pi * e / 4)) for e in range(4)], rtol=1e-6)
 
 
-def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, data):
+def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, data, interrupt_at):
     keras.utils.set_random_seed(0)
     model = build_model("lenet5")
     with pytest.raises(KeyboardInterrupt):
-        fit(model, *data, epochs=4, batch_size=64, checkpoint_dir=tmp_path, verbose=0, callbacks=[_Interrupt(2)])
+        fit(model, *data, epochs=4, batch_size=64, checkpoint_dir=tmp_path, verbose=0, callbacks=[interrupt_at(2)])
     assert (tmp_path / "backup").is_dir()
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2]
 
