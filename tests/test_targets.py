@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from test_attacks import _synthetic, model  # noqa: F401  (the tiny trained model shared with test_attacks)
-from test_pipeline import attack_cfg, infer_cfg, only_run, run_main, write_cfg
+from test_pipeline import attack_cfg, infer_cfg, only_run, run_main
 
 from annt.attacks.runner import attack, resolve_targets
 from annt.evaluation.advset import AdversarialSet, all_other_summary, expand_all_other, load_adversarial_set
