@@ -17,6 +17,7 @@ mnist_a, and PASS/FAIL of the 1.5x rule (wall clock) for B, C and S.
 
     python benchmarks/bench_binary_training.py [--threads 1] [--steps 50] [--repeats 5] [--filters 64]
                                                [--batch 128] [--models A B C S mnist_a]
+    python benchmarks/bench_binary_training.py --models fcn2 fcn2-bnn fcn1 fcn1-bnn --batch 100 --steps 10 --repeats 1
 """
 from __future__ import annotations
 
@@ -29,22 +30,28 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-#: --models names: galloway types and the full-precision reference of the issue.
+#: --models names: galloway types, the full-precision reference of the issue, and Panda et al.'s fully connected nets
+#: (issue 13 asks to time one FCN1 epoch before training it; ``-bnn`` is ``options.binary: true``).
 GALLOWAY_TYPES = ("A", "B", "C", "S")
 REFERENCE = "mnist_a"
+FCN = ("fcn2", "fcn2-bnn", "fcn1", "fcn1-bnn")
 EPOCH_IMAGES = 55_000
 RULE = 1.5  # issue 12: a binary type may cost at most 1.5x type A per step
 
 
 def build_compiled(name: str, filters: int):
-    """``name`` (a galloway type or ``mnist_a``) built by annt and compiled as ``annt.training.fit`` compiles it."""
+    """``name`` (a galloway type, ``mnist_a`` or one of :data:`FCN`) built by annt and compiled as
+    ``annt.training.fit`` compiles it."""
     import keras
 
     from annt.models.architectures import build_model
     from annt.training.fit import _optimizer
     from annt.training.settings import default_train_settings
 
-    arch, options = (REFERENCE, None) if name == REFERENCE else ("galloway", {"type": name, "filters": filters})
+    if name in FCN:
+        arch, options = name.removesuffix("-bnn"), {"binary": name.endswith("-bnn")}
+    else:
+        arch, options = (REFERENCE, None) if name == REFERENCE else ("galloway", {"type": name, "filters": filters})
     keras.utils.set_random_seed(0)
     model = build_model(arch, options=options)
     s = default_train_settings(arch)
@@ -54,7 +61,7 @@ def build_compiled(name: str, filters: int):
 
 
 def label(name: str, filters: int) -> str:
-    return REFERENCE if name == REFERENCE else f"galloway-{name}{filters}"
+    return name if name in (REFERENCE, *FCN) else f"galloway-{name}{filters}"
 
 
 def time_steps(model, batches) -> tuple[float, float]:
@@ -70,10 +77,12 @@ def time_steps(model, batches) -> tuple[float, float]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=[*GALLOWAY_TYPES, REFERENCE],
-                        choices=[*GALLOWAY_TYPES, REFERENCE], help="models to time (default: all)")
+                        choices=[*GALLOWAY_TYPES, REFERENCE, *FCN],
+                        help="models to time (default: the galloway types and mnist_a; fcn1/fcn2 on request)")
     parser.add_argument("--filters", type=int, default=64, help="galloway's K (default 64)")
     parser.add_argument("--batch", type=int, default=None,
-                        help="batch size (default: the galloway recipe's, 128, as train_galloway.yaml)")
+                        help="batch size (default: the galloway recipe's, 128, as train_galloway.yaml; fcn1/fcn2 train "
+                             "at 100)")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per model and repeat (default 50)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats; the median is reported (default 5)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (tracing; default 3)")
