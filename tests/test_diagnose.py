@@ -114,3 +114,14 @@ def test_bad_diagnose_config_exits_2_without_a_run_folder(tmp_path, capsys, body
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_twin_is_found_by_name_and_a_model_is_never_its_own_twin():
+    from annt.tasks.diagnose import twin_folder
+    models = ROOT / "models"
+    assert twin_folder(str(models / "mnist_a-1bit"), "auto") == models / "mnist_a-fp"
+    assert twin_folder(str(models / "mnist_a-fp"), "auto") is None
+    assert twin_folder(str(models / "mnist_a-1bit"), "none") is None
+    given = str(models / "mnist_a-fp")
+    assert twin_folder(str(models / "mnist_a-2bit"), given) == Path(given)
+    assert twin_folder(str(models / "mnist_a-fp"), str(models / "." / "mnist_a-fp")) is None

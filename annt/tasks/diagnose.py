@@ -30,7 +30,8 @@ SECTION = {
     "eps_curve": Key("list", None, "eps values for accuracy vs eps; null = eps/4, eps/2, eps, 2 eps, 4 eps and 1.0 "
                      "(L∞; 10 in L2), where an attack must reach 0%.", item="float", nullable=True),
     "twin": Key("str", "auto", "Full-precision twin for the transfer check: auto (the folder named like the model with "
-                "its bits tag replaced by fp, e.g. mnist_a-bn-1bit -> mnist_a-bn-fp), a folder path, or none."),
+                "its bits tag replaced by fp, e.g. mnist_a-bn-1bit -> mnist_a-bn-fp), a folder path, or none. A "
+                "model is never its own twin (given the twin's own folder, its transfer check is skipped)."),
     "apgd_iterations": Key("int", 100, "Iterations of APGD-CE and APGD-DLR (Croce & Hein 2020: 100).", min=1),
     "apgd_restarts": Key("int", 1, "Random restarts of APGD-CE and APGD-DLR.", min=1),
     "square_queries": Key("int", 5000, "Query budget of Square, the gradient-free check (its paper: 5000 on MNIST).", min=1),
@@ -71,11 +72,12 @@ def preflight(cfg: dict) -> None:
 
 
 def twin_folder(model_dir: str, setting: str) -> Path | None:
-    """The full-precision twin of ``model_dir`` (see ``diagnose.twin``), or None (none found, or the model is fp)."""
+    """The full-precision twin of ``model_dir`` (see ``diagnose.twin``), or None (none found, the model is fp, or the
+    given twin is the model itself: transfer from a model to itself is just its own white-box attack)."""
     if setting == "none":
         return None
     if setting != "auto":
-        return Path(setting)
+        return None if Path(setting).resolve() == Path(model_dir).resolve() else Path(setting)
     card = read_card_json(model_dir) or {}
     tag = (card.get("bits") or {}).get("label")
     folder = Path(model_dir)
