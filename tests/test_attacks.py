@@ -21,6 +21,7 @@ TINY = {
     "fgsm++": {"eps": 0.15},
     "pgd++": {"eps": 0.15, "eps_step": 0.03, "max_iter": 10, "temperature": "hns"},
     "cw_l2": {"max_iter": 5, "binary_search_steps": 3, "initial_const": 1.0, "learning_rate": 0.1},
+    "cw_l2_adam": {"max_iter": 20, "binary_search_steps": 2, "initial_const": 1.0, "learning_rate": 0.1},
     "boundary": {"max_iter": 5, "num_trial": 5, "sample_size": 5, "init_size": 20},
     "jsma": {"theta": 1.0, "gamma": 0.2},
     "uap": {"attacker_params": {"eps": 0.1}, "eps": 0.2, "max_iter": 2},

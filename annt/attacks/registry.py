@@ -48,7 +48,7 @@ GRADIENT_OPTIONS: dict[str, Key] = {
                        "CE(softmax(beta * logits), y), predictions unchanged; null = none (beta = 1); njs: inverse "
                        "mean Jacobian singular value of the batch, rescaled per iteration where the softmax "
                        "saturates; hns: per sample, maximises the loss Hessian norm at the clean image. Changes "
-                       "only loss-gradient attacks (not those that follow logit gradients: cw_l2, jsma, deepfool)",
+                       "only loss-gradient attacks (not those that follow logit gradients: cw_l2, cw_l2_adam, jsma, deepfool)",
                        nullable=True),
     "eot_samples": _count(1, "gradients are the mean over this many forward/backward passes (EOT, for models "
                              "with stochastic layers)"),
@@ -233,6 +233,18 @@ _CW_PARAMS = {
                           "loop (annt.attacks.cw_graph); art: ART's CarliniL2Method itself", choices=("graph", "art")),
 }
 
+_CW_ADAM_PARAMS = {
+    "confidence": _CW_PARAMS["confidence"],
+    "learning_rate": Key("float", 5e-3, "Adam's learning rate (the authors' and CleverHans's default)", min=0.0,
+                         min_open=True),
+    "binary_search_steps": _count(5, "binary-search steps over the trade-off constant c (>= 10: the last one runs "
+                                     "at c's upper bound, as the authors' code)"),
+    "max_iter": _count(1000, "Adam iterations per binary-search step"),
+    "initial_const": _CW_PARAMS["initial_const"],
+    "abort_early": Key("bool", True, "stop a sample once its loss has not fallen by 0.01% over max_iter/10 "
+                                     "iterations"),
+}
+
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec(
         name="fgsm",
@@ -278,6 +290,16 @@ ATTACKS: dict[str, AttackSpec] = {
             ds: {"confidence": 5.0, "max_iter": 25, "binary_search_steps": 20, "initial_const": 0.01}
             for ds in ("mnist", "cifar10")
         },
+    ),
+    "cw_l2_adam": AttackSpec(
+        name="cw_l2_adam",
+        art_class=None,
+        doc="Carlini & Wagner L2 as the authors' code and CleverHans run it: Adam in tanh space instead of ART's "
+            "line search, same objective (annt.attacks.cw_adam; Galloway et al.'s Table 3 ran it).",
+        params=_CW_ADAM_PARAMS,
+        runner="annt.attacks.cw_adam:run_cw_l2_adam",
+        bounded=False,
+        norm=2,
     ),
     "boundary": AttackSpec(
         name="boundary",
