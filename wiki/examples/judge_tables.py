@@ -2,6 +2,9 @@
 
     python wiki/examples/judge_tables.py RUN_DIR [RUN_DIR ...] > tables.md
 
+A ``task: diagnose`` run folder among the arguments adds one verdict table (a row per model: PGD-20, the
+diagnose run's own worst case and each check's verdict in a word).
+
 Each run folder is one model at one eps: an ``ensemble`` attack whose members are the single
 attacks users quote (FGSM, PGD-20, PGD++ NJS/HNS) and the SPEC §12 ensemble (APGD-CE, APGD-DLR,
 Square). Every member ran on the same samples, so its column is that attack's own accuracy; the
@@ -64,5 +67,46 @@ def tables(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+#: A check's verdict in a word: (word when the check found something, word when it did not).
+CHECK_WORDS = {"gradients": ("masked", "ok"), "iterations": ("not converged", "ok"),
+               "final_vs_best": ("last > best", "ok"), "eps": ("never 0", "ok"),
+               "attack_types": ("not white-box", "white-box"), "worst_case": ("overstated", "ok")}
+
+
+def verdicts(run_dir: Path) -> str:
+    """One row per model of a diagnose run: PGD-20, its worst case, and every check in a word."""
+    res = json.loads((run_dir / "results.json").read_text())
+    header = ["model", "bits", "PGD-20", "**worst case**", *CHECK_WORDS]
+    body = []
+    for m in res["models"].values():
+        checks = {c["name"]: c for c in m["checks"]}
+        words = [CHECK_WORDS[n][0 if checks[n]["finding"] else 1] if n in checks else "" for n in CHECK_WORDS]
+        if "attack_types" in checks and checks["attack_types"]["finding"]:
+            words[list(CHECK_WORDS).index("attack_types")] = _strongest(checks["attack_types"])
+        if "gradients" in checks and checks["gradients"]["finding"]:
+            words[list(CHECK_WORDS).index("gradients")] = _gradient_word(checks["gradients"])
+        body.append([f"`{Path(m['model']).name}`", bitwidths.label(m["bits"]), fmt(m["accuracy_at_eps"].get("pgd-20"), 3),
+                     f"**{fmt(m['worst_case_accuracy'], 3)}**", *words])
+    return (f"### Diagnose verdicts, {res['norm']} eps {res['eps']:g}, {res['samples']} images per model\n\n"
+            + markdown(header, body))
+
+
+def _gradient_word(check: dict) -> str:
+    """What a gradients finding found: zero/vanishing gradients and/or a saturated softmax, with the fractions."""
+    zero = max(check["zero_gradient_fraction"], check["vanishing_gradient_fraction"])
+    parts = ([f"{zero:.0%} zero"] if zero >= 0.01 else []) + ([f"{check['saturated_fraction']:.0%} saturated"]
+                                                              if check["saturated_fraction"] >= 0.01 else [])
+    return ", ".join(parts)
+
+
+def _strongest(check: dict) -> str:
+    """Which kind of attack beat white-box in an attack_types finding."""
+    kinds = {k: check[k] for k in ("gradient_free", "transfer", "noise") if check.get(k) is not None}
+    return min(kinds, key=kinds.get).replace("_", "-") + " wins"
+
+
 if __name__ == "__main__":
-    sys.stdout.write(tables([load(Path(p)) for p in sys.argv[1:]]))
+    dirs = [Path(p) for p in sys.argv[1:]]
+    diag = [d for d in dirs if json.loads((d / "results.json").read_text()).get("task") == "diagnose"]
+    parts = [tables([load(d) for d in dirs if d not in diag])] + [verdicts(d) for d in diag]
+    sys.stdout.write("\n".join(p for p in parts if p))
