@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from annt.attacks.cw_graph import GraphAttackRun, cached_graph, check_estimator, graph_options, model_fn
+from annt.attacks.cw_graph import GraphAttackRun, graph_options, model_fn, tanh_space_start
 
 __all__ = ["CW_ADAM_PARAMS", "carlini_wagner_l2", "run_cw_l2_adam"]
 
@@ -42,7 +42,6 @@ __all__ = ["CW_ADAM_PARAMS", "carlini_wagner_l2", "run_cw_l2_adam"]
 #: (initial_const), abort_early (ABORT_EARLY).
 CW_ADAM_PARAMS = ("confidence", "learning_rate", "binary_search_steps", "max_iter", "initial_const", "abort_early")
 
-_TANH_SMOOTHER = 0.999999
 _BETA1, _BETA2, _EPSILON = 0.9, 0.999, 1e-8  # tf.compat.v1.train.AdamOptimizer's defaults
 _NO_UPPER = 1e10  # the authors' initial upper bound on c
 
@@ -126,22 +125,14 @@ def carlini_wagner_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: boo
 
     :param x: float32 images ``(N, *input_shape)`` in the estimator's clip range.
     :param y: one-hot ``(N, nb_classes)``: true labels (untargeted) or targets (targeted).
-    :param batch_size: samples per graph call; default all (results do not depend on it).
+    :param batch_size: samples per graph call; default all (the early abort looks at the whole batch).
     :return: ``(x_adv, stats)``; ``x_adv[i] = x[i]`` where no adversarial was found. ``stats``:
         ``gradient_rows`` (images through a forward + backward pass), ``samples``.
     """
     import tensorflow as tf
-    from art.utils import original_to_tanh
 
-    check_estimator(classifier)
-    clip_min, clip_max = (float(v) for v in classifier.clip_values)
-    fn = cached_graph(classifier, ("cw_l2_adam", bool(targeted), clip_min, clip_max),
-                      lambda: _build(classifier, bool(targeted), clip_min, clip_max))
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
-    n = len(x)
-    flat = x.reshape(n, -1)
-    w0_all = original_to_tanh(flat, clip_min, clip_max, _TANH_SMOOTHER).astype(np.float32)
+    fn, flat, y, w0_all = tanh_space_start(classifier, "cw_l2_adam", targeted, _build, x, y)
+    n = len(flat)
     out = flat.copy()
     stats = {"gradient_rows": 0, "samples": n}
     step = int(batch_size or max(n, 1))
@@ -168,7 +159,7 @@ def carlini_wagner_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: boo
             lower = np.where(found, lower, np.maximum(lower, c))
             bounded = upper < 1e9
             c = np.where(bounded, (lower + upper) / 2, c * 10)
-    return out.reshape(x.shape), stats
+    return out.reshape(np.shape(x)), stats
 
 
 def run_cw_l2_adam(spec, classifier, x, y_onehot, params, targeted, batch_size):

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CW_ART_PARAMS", "GraphAttackRun", "cached_graph", "carlini_l2", "check_estimator", "graph_options",
-           "model_fn", "run_cw_l2"]
+           "model_fn", "run_cw_l2", "tanh_space_start"]
 
 #: The cw_l2 parameters with ART's meaning (``implementation`` is annt's choice of code).
 CW_ART_PARAMS = ("confidence", "learning_rate", "binary_search_steps", "max_iter", "initial_const", "max_halving",
@@ -316,6 +316,22 @@ def _build_cw(classifier, targeted: bool, clip_min: float, clip_max: float):
     return cw
 
 
+def tanh_space_start(classifier, kind: str, targeted: bool, build, x: np.ndarray, y: np.ndarray):
+    """The common start of the tanh-space attacks (``cw_l2``, ``cw_l2_adam``): refuse an estimator the graph
+    cannot run, trace ``build(classifier, targeted, clip_min, clip_max)`` once per estimator, and return
+    ``(fn, x flattened float32, y float32, w0)`` with ``w0`` the tanh-space start computed as ART does it
+    (numpy, float32: the same function, bit for bit)."""
+    from art.utils import original_to_tanh
+
+    check_estimator(classifier)
+    clip_min, clip_max = (float(v) for v in classifier.clip_values)
+    fn = cached_graph(classifier, (kind, bool(targeted), clip_min, clip_max),
+                      lambda: build(classifier, bool(targeted), clip_min, clip_max))
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
+    w0 = original_to_tanh(flat, clip_min, clip_max, _TANH_SMOOTHER).astype(np.float32)
+    return fn, flat, np.asarray(y, dtype=np.float32), w0
+
+
 def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = False, confidence: float = 0.0,
                learning_rate: float = 0.01, binary_search_steps: int = 10, max_iter: int = 10,
                initial_const: float = 0.01, max_halving: int = 5, max_doubling: int = 5,
@@ -331,18 +347,9 @@ def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = Fal
         logits, the logits after a round's last move).
     """
     import tensorflow as tf
-    from art.utils import original_to_tanh
 
-    check_estimator(classifier)
-    clip_min, clip_max = (float(v) for v in classifier.clip_values)
-    fn = cached_graph(classifier, ("cw_l2", bool(targeted), clip_min, clip_max),
-                      lambda: _build_cw(classifier, bool(targeted), clip_min, clip_max))
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.float32)
-    n = len(x)
-    flat = x.reshape(n, -1)
-    # ART computes the tanh-space start in numpy (float32): the same function here, bit for bit
-    w0 = original_to_tanh(flat, clip_min, clip_max, _TANH_SMOOTHER).astype(np.float32)
+    fn, flat, y, w0 = tanh_space_start(classifier, "cw_l2", targeted, _build_cw, x, y)
+    n = len(flat)
     step = int(batch_size or max(n, 1))
     out = np.empty_like(flat)
     stats = {"gradient_rows": 0, "forward_rows": 0, "samples": n}
@@ -356,7 +363,7 @@ def carlini_l2(classifier, x: np.ndarray, y: np.ndarray, *, targeted: bool = Fal
         out[sl] = best_x.numpy()
         stats["gradient_rows"] += int(passes) * (min(n, start + step) - start)
         stats["forward_rows"] += int(forwarded)
-    return out.reshape(x.shape), stats
+    return out.reshape(np.shape(x)), stats
 
 
 def run_cw_l2(spec, classifier, x, y_onehot, params, targeted, batch_size):
