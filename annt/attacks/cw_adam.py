@@ -110,7 +110,7 @@ def _build(classifier, targeted: bool, clip_min: float, clip_max: float):
 
         zeros = tf.zeros_like(w0)
         state = (tf.constant(0), zeros, zeros, zeros, tf.constant(True), tf.constant(1e6, tf.float32), inf, x0)
-        i, _, _, _, active, _, best_l2, best_x = tf.while_loop(
+        i, _, _, _, _, _, best_l2, best_x = tf.while_loop(
             lambda i, delta, m, v, active, *_: (i < max_iter) & active, body, state)
         return best_l2, best_x, i
 
