@@ -25,14 +25,14 @@ from annt.config.schema import Context, Key, check, did_you_mean
 MNIST_TRAINING: Mapping[str, Any] = {
     "epochs": 15, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-3,
     "lr_schedule": "cosine", "lr_decay_epochs": [], "lr_decay_factor": 0.1,
-    "weight_decay": 0.0, "momentum": 0.9, "augment": False,
+    "weight_decay": 0.0, "l2_dense": 0.0, "momentum": 0.9, "augment": False,
 }
 #: He et al. (2016) CIFAR ResNet recipe shortened from 182 to 160 epochs: SGD momentum 0.9, lr 0.1 divided
 #: by 10 at epochs 80 and 120, weight decay 1e-4 on kernels, batch 128, crop + flip augmentation.
 RESNET_TRAINING: Mapping[str, Any] = {
     "epochs": 160, "batch_size": 128, "optimizer": "sgd", "learning_rate": 0.1,
     "lr_schedule": "step", "lr_decay_epochs": [80, 120], "lr_decay_factor": 0.1,
-    "weight_decay": 1e-4, "momentum": 0.9, "augment": True,
+    "weight_decay": 1e-4, "l2_dense": 0.0, "momentum": 0.9, "augment": True,
 }
 #: Galloway et al. (2018) §3 / Table 6: Adam 1e-3, batch 128, 15 epochs, constant rate (SPEC §13).
 GALLOWAY_TRAINING: Mapping[str, Any] = {**MNIST_TRAINING, "lr_schedule": "constant"}

@@ -63,7 +63,12 @@ SECTION = {
     "lr_decay_factor": Key("float", None, "Step-schedule multiplier; null = architecture default.", nullable=True,
                            min=0.0, max=1.0),
     "momentum": Key("float", None, "SGD/RMSprop momentum; null = architecture default.", nullable=True, min=0.0, max=0.999),
-    "weight_decay": Key("float", None, "L2 penalty on kernels; null = architecture default.", nullable=True, min=0.0),
+    "weight_decay": Key("float", None, "Decoupled weight decay on kernels, w ← w − lr·weight_decay·w each step (the "
+                        "optimizer's own; AdamW for adam); null = architecture default.", nullable=True, min=0.0),
+    "l2_dense": Key("float", None, "L2 penalty l2_dense·Σw²/2 over the latent kernels of the dense (fully connected) "
+                    "layers, added to the loss: tensorpack's regularize_cost('fc.*/W', l2_regularizer(l2_dense)), "
+                    "1e-5 in ANNT's recipe. Unlike weight_decay it passes through Adam's scaling. null = "
+                    "architecture default (0).", nullable=True, min=0.0),
     "augment": Key("bool", None, "CIFAR-10: random crop (4 px padding) + horizontal flip; MNIST/Fashion-MNIST: random "
                    "shifts of up to 2 px, no flip. null = architecture default (on for the CIFAR ResNets only).",
                    nullable=True),

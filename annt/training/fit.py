@@ -75,6 +75,15 @@ def _optimizer(name: str, learning_rate: float, momentum: float, weight_decay: f
     return opt
 
 
+def penalise_dense_kernels(model: keras.Model, l2_dense: float) -> None:
+    """Add ``l2_dense·Σw²/2`` over every dense layer's latent kernel to ``model.losses`` (so to the training
+    loss), as tensorpack's ``regularize_cost('fc.*/W', l2_regularizer(l2_dense))`` in ANNT's recipe; 0 removes it."""
+    penalty = keras.regularizers.L2(l2_dense / 2) if l2_dense else None  # Keras's L2(l) is l·Σw²
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Dense):
+            layer.kernel.regularizer = penalty
+
+
 def augment_images(images: tf.Tensor, labels: tf.Tensor, *, pad: int, flip: bool):
     """Per image: a random crop back to the original size after ``pad``-pixel zero padding (a shift
     of up to ``pad`` pixels each way), then, if ``flip``, a random horizontal flip."""
@@ -212,6 +221,7 @@ def fit(
     lr_decay_epochs: Sequence[int] = (),
     lr_decay_factor: float = 0.1,
     weight_decay: float = 0.0,
+    l2_dense: float = 0.0,
     momentum: float = 0.9,
     augment: bool = False,
     seed: int = 0,
@@ -250,6 +260,7 @@ def fit(
         from annt.training.adversarial import AdversarialSchedule, AdversarialTrainer
 
         trained, schedule_cbs = AdversarialTrainer(model, adversarial, epochs), [AdversarialSchedule()]
+    penalise_dense_kernels(model, l2_dense)
     opt = _optimizer(optimizer, learning_rate, momentum, weight_decay)
     for m in {id(model): model, id(trained): trained}.values():
         # the plain model shares the optimizer, so its saved archive looks as after plain training

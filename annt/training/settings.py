@@ -26,7 +26,7 @@ ADVERSARIAL_KEYS = ("method", "eps", "eps_distribution", "alpha", "steps", "step
                     "last_epochs", "own_labels", "clean_weight")
 #: Every hyperparameter ``fit`` takes from the config, in the order the card records them.
 SETTINGS = ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "lr_decay_epochs",
-            "lr_decay_factor", "weight_decay", "momentum", "augment")
+            "lr_decay_factor", "weight_decay", "l2_dense", "momentum", "augment")
 
 
 def default_train_settings(arch: str) -> dict[str, Any]:
