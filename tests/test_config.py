@@ -75,6 +75,11 @@ def test_parse_override_types():
     assert parse_override("a=fp") == (["a"], "fp")
     assert parse_override("a=[1, 2]") == (["a"], [1, 2])
     assert parse_override("a=null") == (["a"], None)
+    assert parse_override('a=["m/a-[0-9]*bit", m/b]') == (["a"], ["m/a-[0-9]*bit", "m/b"])
+    assert parse_override("a=b:c[1") == (["a"], "b:c[1")  # not YAML, not meant as a list: kept as a string
+    with pytest.raises(ConfigError, match=r"does not parse as a YAML list or mapping \(expected ',' or '\]', but got '\['\); "
+                                          r"quote items that hold brackets"):
+        parse_override("a=[m/a-[0-9]*bit]")  # an unquoted glob with brackets inside a flow list
 
 
 # (description, config edit as --set overrides or replacement text, expected fragment of the message)

@@ -54,7 +54,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: bad key path {key!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else None
-    except yaml.YAMLError:
+    except yaml.YAMLError as e:
+        if raw.strip()[:1] in "[{":  # meant as a list or mapping: a plain string would fail later, obscurely
+            problem = getattr(e, "problem", None) or "not valid YAML"
+            raise ConfigError(f"--set {text!r}: the value does not parse as a YAML list or mapping ({problem}); "
+                              f"quote items that hold brackets or commas, e.g. {key.strip()}='[\"models/a-[0-9]*bit\"]'")
         value = raw
     return parts, value
 
