@@ -398,3 +398,33 @@ def test_random_starts_are_adversarial_and_seeded(model, batch):
     np.random.seed(0)
     targeted, tfound = art_attacks.random_starts(clf, x, (y + 1) % 10, True, 20, 16)
     assert np.all(np.argmax(clf.predict(targeted), axis=1)[tfound] == ((y + 1) % 10)[tfound])
+
+
+def test_square_linf_is_arts_algorithm_with_one_forward_pass_per_iteration():
+    """Byte for byte ART 1.20.1's L∞ SquareAttack on a model whose rows do not depend on the batch,
+    while predicting far fewer images (ART predicts every image, the robust ones, then the candidates)."""
+    from art.attacks.evasion import SquareAttack
+    from art.estimators.classification.blackbox import BlackBoxClassifierNeuralNetwork
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(64, 10))
+    rows = []
+
+    def predict(images):  # a linear model, reduced per row in a fixed order
+        rows.append(len(images))
+        return (images.reshape(len(images), 64, 1).astype(np.float64) * weights).sum(axis=1).astype(np.float32)
+
+    clf = BlackBoxClassifierNeuralNetwork(predict, input_shape=(8, 8, 1), nb_classes=10, channels_first=False,
+                                          clip_values=(0.0, 1.0))
+    x = rng.random((40, 8, 8, 1), dtype=np.float32)
+    labels = predict(x).argmax(1)
+    out, counted = {}, {}
+    for name, cls in (("art", SquareAttack), ("annt", art_attacks.square_class())):
+        attack = cls(clf, norm=np.inf, eps=0.05, max_iter=60, nb_restarts=2, p_init=0.3, verbose=False)
+        rows.clear()
+        np.random.seed(11)
+        out[name], counted[name] = attack.generate(x, y=np.eye(10)[labels]), sum(rows)
+    assert out["annt"].tobytes() == out["art"].tobytes()
+    fooled = predict(out["annt"]).argmax(1) != labels
+    assert 0 < fooled.sum() < len(x)  # some images broken, some not: both branches of the acceptance ran
+    assert counted["annt"] < 0.45 * counted["art"]

@@ -294,52 +294,92 @@ def _square_update(side: int) -> np.ndarray:
     return delta.T if np.random.rand() > 0.5 else delta
 
 
+def _square_loss(logits: np.ndarray, y_onehot: np.ndarray) -> np.ndarray:
+    """ART's ``SquareAttack._get_logits_diff`` from logits: the label's logit minus the second-highest logit."""
+    label = np.take_along_axis(logits, np.argmax(y_onehot, axis=1)[:, None], axis=1)
+    second = np.take_along_axis(logits, np.argsort(logits, axis=1)[:, -2][:, None], axis=1)
+    return (label - second)[:, 0]
+
+
 def _unit_l2(d: np.ndarray, axis) -> np.ndarray:
     return np.sqrt(np.sum(d**2, axis=axis, keepdims=True))
 
 
 @functools.lru_cache(maxsize=None)
 def square_class():
-    """ART's ``SquareAttack``, whose L2 version is re-implemented after the paper's reference code.
+    """ART's ``SquareAttack`` with one forward pass per iteration, and its L2 version re-implemented after the
+    paper's reference code.
 
-    ART 1.20.1 rescales a window's new perturbation with ``delta_new /= norm(delta_new) * budget``:
+    *One pass per iteration.* ART 1.20.1 predicts three times per iteration: every image (to find those still
+    robust), the robust ones again (their current margin) and the candidates. Here the logits of the current
+    images are kept and replaced where a candidate is accepted, so only the candidates are predicted. Same
+    proposals, same random draws in the same order, same acceptance rule (ART's ``_get_logits_diff`` margin,
+    strictly lower): on a model whose outputs do not depend on the batch the images are ART's exactly
+    (tests/test_new_attacks.py); on TensorFlow models a candidate that ties its image's margin to float noise
+    can be decided the other way.
+
+    *L2.* ART 1.20.1 rescales a window's new perturbation with ``delta_new /= norm(delta_new) * budget``:
     it *divides* by the window's L2 budget ``sqrt(max(eps^2 - |delta|^2, 0) / c + |delta_windows|^2)``
     instead of scaling to it, so the window swamps the perturbation found so far, and a budget of 0
     gives NaN images (ART then counts them as adversarial: argmax of NaN logits is class 0). Here the
     L2 loop (images NHWC) follows the reference: same schedule of square sizes (ART's
-    ``_get_percentage_of_elements``), same loss (ART's logit margin), same restarts; L∞ is ART's.
+    ``_get_percentage_of_elements``), same loss (ART's logit margin), same restarts. The L∞ proposals are ART's.
     """
     from art.attacks.evasion import SquareAttack
     from art.utils import check_and_transform_label_format
 
     class Square(SquareAttack):
         def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs) -> np.ndarray:
-            if self.norm != 2:
-                return super().generate(x, y, **kwargs)
             if y is None:
                 raise ValueError("Square needs labels y")
+            if self.estimator.channels_first:
+                raise ValueError("Square here takes NHWC images")
             y = check_and_transform_label_format(y, nb_classes=self.estimator.nb_classes)
             x = np.asarray(x, dtype=np.float32)
             x_adv = x.copy()
+            clean_logits = self.estimator.predict(x, batch_size=self.batch_size)
+            logits = clean_logits.copy()  # of x_adv, row by row
+            linf = self.norm != 2
             for _ in range(self.nb_restarts):
-                robust = ~self.adv_criterion(self.estimator.predict(x_adv, batch_size=self.batch_size), y)
-                if not robust.any():
+                robust = np.flatnonzero(~self.adv_criterion(logits, y))
+                if not robust.size:
                     break
+                # a restart starts from the clean images, kept where its first candidate does not beat them
                 x0 = x[robust]
-                x_adv[robust] = self._keep_better(x0, x0, self.propose_start(x0), y[robust])
+                self._keep_better(x_adv, logits, robust, x0, clean_logits[robust],
+                                  self.propose_start_linf(x0) if linf else self.propose_start(x0), y)
                 for i_iter in range(self.max_iter):
-                    robust = ~self.adv_criterion(self.estimator.predict(x_adv, batch_size=self.batch_size), y)
-                    if not robust.any():
+                    robust = np.flatnonzero(~self.adv_criterion(logits, y))
+                    if not robust.size:
                         break
                     x0, x_best = x[robust], x_adv[robust]
-                    x_adv[robust] = self._keep_better(x0, x_best, self.propose(x0, x_best, i_iter), y[robust])
+                    x_new = self.propose_linf(x0, x_best, i_iter) if linf else self.propose(x0, x_best, i_iter)
+                    self._keep_better(x_adv, logits, robust, x_best, logits[robust], x_new, y)
             return x_adv
 
-        def _keep_better(self, x0, x_best, x_new, y):
-            """Per sample, ``x_new`` (clipped to the pixel range) where it lowers the margin loss."""
+        def _keep_better(self, x_adv, logits, rows, x_best, best_logits, x_new, y):
+            """Rows ``rows`` of ``x_adv`` (and ``logits``): ``x_new`` (clipped to the pixel range) where it lowers
+            ART's margin loss below ``x_best``'s, else ``x_best``. One forward pass, of the candidates."""
             x_new = np.clip(x_new, *self.estimator.clip_values).astype(np.float32)
-            better = self.loss(x_new, y) < self.loss(x_best, y)
-            return np.where(better.reshape(-1, 1, 1, 1), x_new, x_best)
+            new_logits = self.estimator.predict(x_new, batch_size=self.batch_size)
+            better = _square_loss(new_logits, y[rows]) - _square_loss(best_logits, y[rows]) < 0.0
+            x_adv[rows] = np.where(better.reshape(-1, 1, 1, 1), x_new, x_best)
+            logits[rows] = np.where(better.reshape(-1, 1), new_logits, best_logits)
+
+        def propose_start_linf(self, x0):
+            """ART's L∞ start: vertical stripes of ±eps, one sign per image, column and channel."""
+            n, _, w, c = x0.shape
+            return x0 + self.eps * np.random.choice([-1, 1], size=(n, 1, w, c))
+
+        def propose_linf(self, x0, x_best, i_iter):
+            """ART's L∞ step: one square of ±2·eps per channel (position and signs shared by the batch, as ART
+            draws them), projected on the eps-ball around ``x0``."""
+            h, w, c = x0.shape[1:]
+            side = max(int(round(math.sqrt(self._get_percentage_of_elements(i_iter) * h * w))), 1)
+            row, col = np.random.randint(0, h - side), np.random.randint(0, w - side)
+            delta = np.zeros((h, w, c))
+            delta[row:row + side, col:col + side, :] = np.random.choice([-2 * self.eps, 2 * self.eps], size=[1, 1, c])
+            return np.minimum(np.maximum(x_best + delta, x0 - self.eps), x0 + self.eps)
 
         def propose_start(self, x0):
             """5 x 5 tiles of bumps with random signs per channel, scaled to norm eps (before clipping)."""
