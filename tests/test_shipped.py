@@ -13,6 +13,7 @@ import pytest
 from annt.config import load_config
 from annt.errors import ConfigError
 from annt.tasks.train import resolved_train_settings
+from annt.training.settings import card_train_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(ROOT.glob("configs/**/*.yaml"))
@@ -93,7 +94,7 @@ def test_shipped_model_card_matches_its_folder_name(folder):
     cfg = load_config(config)  # the config that reproduces it builds the same graph
     assert cfg["model"]["arch"] == arch and cfg["model"]["batchnorm"] is batchnorm
     # ... with the same seed and recipe: epochs, optimizer, learning rate, schedule, batch, augmentation
-    assert cfg["seed"] == card["seed"] and resolved_train_settings(cfg) == card["train_settings"]
+    assert cfg["seed"] == card["seed"] and resolved_train_settings(cfg) == card_train_settings(card)
 
 
 @pytest.mark.parametrize("folder", PACK, ids=_ids(PACK))
@@ -165,7 +166,7 @@ def test_pack_model_card_matches_its_ship_models_command(folder, ship_commands):
     assert cfg["seed"] == card["seed"] and cfg["name"] == folder.name
     assert (cfg["data"]["dataset"], cfg["data"]["val_size"], cfg["data"]["split_seed"]) == \
         (card["dataset"], card["val_size"], card["split_seed"])
-    assert resolved_train_settings(cfg) == card["train_settings"] and card["epochs"] == card["train_settings"]["epochs"]
+    assert resolved_train_settings(cfg) == card_train_settings(card) and card["epochs"] == card["train_settings"]["epochs"]
 
 
 def test_ship_commands_cover_the_packs_models_and_galloways_s_trains_longer(ship_commands):

@@ -28,6 +28,15 @@ ADVERSARIAL_KEYS = ("method", "eps", "eps_distribution", "alpha", "steps", "step
 SETTINGS = ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "lr_decay_epochs",
             "lr_decay_factor", "weight_decay", "l2_dense", "momentum", "augment")
 
+#: Settings added after models were first shipped, each with the value a card written before it implies (the
+#: training then had no such option): :func:`card_train_settings` fills them in.
+ADDED_SETTINGS = {"l2_dense": 0.0}
+
+
+def card_train_settings(card: Mapping[str, Any]) -> dict[str, Any]:
+    """A model card's ``train_settings``, with any of :data:`ADDED_SETTINGS` it predates at their implied value."""
+    return {**ADDED_SETTINGS, **card["train_settings"]}
+
 
 def default_train_settings(arch: str) -> dict[str, Any]:
     """The architecture's training recipe (:attr:`annt.models.registry.ArchSpec.training`), all of :data:`SETTINGS`."""
