@@ -432,11 +432,15 @@ def test_a_failing_cell_is_named_the_others_finish_exit_1(tmp_path, capsys):
 @pytest.mark.parametrize("sig, code, what", [(signal.SIGINT, 130, "interrupted"),
                                              (signal.SIGTERM, 143, "terminated (SIGTERM)")])
 @needs_models
-def test_interrupted_grid_keeps_finished_cells_and_the_same_command_continues(tmp_path, capsys, monkeypatch,
+def test_interrupted_grid_keeps_finished_cells_and_the_same_command_continues(tmp_path, capsys, monkeypatch, request,
                                                                               sig, code, what):
     p = tiny(tmp_path)
     real = executors.run_cell
     calls = []
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    # give this process the interactive default, as a terminal's Ctrl-C would find it.
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, saved))
 
     def second_cell_interrupted(job):
         calls.append(job["label"])
