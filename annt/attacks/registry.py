@@ -241,8 +241,9 @@ _CW_ADAM_PARAMS = {
                                      "at c's upper bound, as the authors' code)"),
     "max_iter": _count(1000, "Adam iterations per binary-search step"),
     "initial_const": _CW_PARAMS["initial_const"],
-    "abort_early": Key("bool", True, "stop a sample once its loss has not fallen by 0.01% over max_iter/10 "
-                                     "iterations"),
+    "abort_early": Key("bool", True, "stop a binary-search round once the loss summed over the batch has not "
+                                     "fallen by 0.01% over max_iter/10 iterations (the authors' rule, so a sample's "
+                                     "result can depend on its batch)"),
 }
 
 ATTACKS: dict[str, AttackSpec] = {
