@@ -77,11 +77,14 @@ def _graph(card: dict) -> str:
 
 
 def _training(card: dict) -> str:
-    """``plain``, or the adversarial training its card records (``train_settings.adversarial``)."""
-    adv = (card.get("train_settings") or {}).get("adversarial")
+    """``plain`` or the adversarial training its card records (``train_settings.adversarial``), and the L2
+    penalty on the dense kernels where there is one (``train_settings.l2_dense``, ANNT's recipe)."""
+    settings = card.get("train_settings") or {}
+    adv, l2 = settings.get("adversarial"), settings.get("l2_dense")
+    penalty = f"; L2 {l2:g} on dense kernels" if l2 else ""
     if not adv:
-        return "plain"
-    out = f"{adv['method']} ε {adv['eps']:g}"
+        return "plain" + penalty
+    out = f"{adv['method']} ε {adv['eps']:g}" + penalty
     if adv.get("eps_distribution", "fixed") != "fixed":
         out += f" ({adv['eps_distribution'].replace('_', ' ')})"
     return out + (f", last {adv['last_epochs']} epochs" if adv.get("last_epochs") else "")
@@ -90,8 +93,8 @@ def _training(card: dict) -> str:
 def models_table(root=None) -> str:
     """Markdown table of the shipped models' cards (``python -m annt.docs models``).
 
-    The zoo's models come first, by architecture, then graph (the ANNT-faithful one first, then
-    ``batchnorm: true``), then bit width; then the paper packs' models, by architecture, bit width, family
+    The zoo's models come first, by architecture, then family (the ANNT-faithful graph, the same graph trained
+    with ANNT's L2 penalty, then ``batchnorm: true``), then bit width; then the paper packs' models, by architecture, bit width, family
     options, input bits (``input_bits``: Panda et al.'s input discretization, "–" = none), training (plain
     before adversarial) and seed. The target column is the accuracy the registry holds the zoo to
     (:meth:`~annt.models.registry.ArchSpec.target_for`); blank, with "n/a", where it has none. The last
@@ -111,7 +114,8 @@ def models_table(root=None) -> str:
     def order(c):
         pack, tag = _is_pack(c), c["bits"]["label"]
         adv = ((c.get("train_settings") or {}).get("adversarial") or {}).get("method") or ""
-        return (pack, c["arch"], False if pack else bool(c.get("batchnorm")),
+        l2 = bool((c.get("train_settings") or {}).get("l2_dense"))
+        return (pack, c["arch"], False if pack else (bool(c.get("batchnorm")), l2),
                 _BITS_ORDER.index(tag) if tag in _BITS_ORDER else 99, json.dumps(c.get("options") or {}, sort_keys=True),
                 c.get("input_bits") or 0, adv, c.get("seed") or 0, c["_dir"])
 

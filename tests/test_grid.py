@@ -162,7 +162,7 @@ def test_shipped_table6_grid_is_the_papers_experiment():
     path = ROOT / "configs" / "papers" / "annt2024" / "table6_mnist.yaml"
     cells = cells_of(load_config(path))
     assert len(cells) == 35 and {c.meta["attack"] for c in cells} == {"fgsm", "jsma", "uap", "cw_l2", "boundary"}
-    assert {Path(c.meta["model"]).name for c in cells} == {f"mnist_a-{b}" for b in
+    assert {Path(c.meta["model"]).name for c in cells} == {f"mnist_a-annt-{b}" for b in
                                                            ("fp", "1bit", "2bit", "4bit", "8bit", "12bit", "16bit")}
     for c in cells:  # the ANNT graph at the paper's settings, 1000 prefiltered test images x 3 runs
         a = c.config["attack"]

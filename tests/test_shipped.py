@@ -47,8 +47,9 @@ def test_configuration_page_is_generated_from_the_schema():
 
 
 SHIPPED = sorted(p.parent for p in ROOT.glob("models/*/card.json"))
-#: The zoo's names: <arch>-<bits> is the ANNT-faithful graph, <arch>-bn-<bits> the batchnorm: true family.
-ZOO_NAME = re.compile(r"(?P<arch>[a-z][a-z0-9_]*?)(?P<bn>-bn)?-(?P<tag>fp|\d+bit)")
+#: The zoo's names: <arch>-<bits> is the ANNT-faithful graph, <arch>-bn-<bits> the batchnorm: true family and
+#: <arch>-annt-<bits> the ANNT-faithful graph trained with ANNT's recipe (an L2 penalty on the dense kernels).
+ZOO_NAME = re.compile(r"(?P<arch>[a-z][a-z0-9_]*?)(?:-(?P<family>bn|annt))?-(?P<tag>fp|\d+bit)")
 #: The paper packs' names, as their ship_models.sh write them: galloway-<type><K>[-plus]-seed<N> (Galloway et
 #: al.; "-plus": FGSM training) and fcn<1|2>-<bnn|fp>-in<input bits>b[-rfgsm]-seed<N> (Panda et al.).
 PACK_NAME = re.compile(r"(?:(?P<galloway>galloway)-(?P<type>[ABCS])(?P<filters>\d+)(?P<plus>-plus)?"
@@ -72,9 +73,9 @@ def test_shipped_model_folder_name_is_a_zoo_or_a_pack_name(folder):
 
 
 def test_name_rules_tell_zoo_and_pack_names_apart():
-    zoo = ["lenet5-fp", "mnist_a-bn-4bit", "mnist_a-16bit", "resnet20-4bit"]
+    zoo = ["lenet5-fp", "mnist_a-bn-4bit", "mnist_a-16bit", "resnet20-4bit", "mnist_a-annt-1bit"]
     pack = ["galloway-S64-seed0", "galloway-C128-plus-seed1", "fcn2-bnn-in2b-seed0", "fcn2-fp-in8b-rfgsm-seed1"]
-    neither = ["lenet5", "mnist_a-4", "mnist_a-bn-4bits", "galloway-D64-seed0", "galloway-A64-seed", "galloway-A-seed0",
+    neither = ["lenet5", "mnist_a-4", "mnist_a-bn-4bits", "mnist_a-l2-4bit", "galloway-D64-seed0", "galloway-A64-seed", "galloway-A-seed0",
                "fcn2-bnn-in2b", "fcn3-fp-in2b-seed0", "fcn2-fp-in2b-pgd-seed0", "galloway-A64-rfgsm-seed0"]
     assert [n for n in zoo if ZOO_NAME.fullmatch(n) and not PACK_NAME.fullmatch(n)] == zoo
     assert [n for n in pack if PACK_NAME.fullmatch(n) and not ZOO_NAME.fullmatch(n)] == pack
@@ -85,7 +86,7 @@ def test_name_rules_tell_zoo_and_pack_names_apart():
 def test_shipped_model_card_matches_its_folder_name(folder):
     card = _card(folder)
     name = ZOO_NAME.fullmatch(folder.name)
-    arch, batchnorm = name["arch"], name["bn"] is not None
+    arch, batchnorm = name["arch"], name["family"] == "bn"
     assert card["arch"] == arch and card["bits"]["label"] == name["tag"] and card["dataset"] == "mnist"
     assert card["batchnorm"] is batchnorm
     assert not card.get("options") and card.get("input_bits") is None and not card.get("stochastic")
@@ -95,6 +96,7 @@ def test_shipped_model_card_matches_its_folder_name(folder):
     assert cfg["model"]["arch"] == arch and cfg["model"]["batchnorm"] is batchnorm
     # ... with the same seed and recipe: epochs, optimizer, learning rate, schedule, batch, augmentation
     assert cfg["seed"] == card["seed"] and resolved_train_settings(cfg) == card_train_settings(card)
+    assert (card_train_settings(card)["l2_dense"] > 0) is (name["family"] == "annt")  # ANNT's recipe, and only there
 
 
 @pytest.mark.parametrize("folder", PACK, ids=_ids(PACK))
@@ -361,6 +363,7 @@ def test_models_table_marks_targets_met_and_missed(tmp_path):
 
     card("mnist_a-2bit", "mnist_a", "2bit", 0.9899, False)    # target 0.990: missed
     card("mnist_a-bn-2bit", "mnist_a", "2bit", 0.9900, True)  # met exactly
+    card("mnist_a-annt-2bit", "mnist_a", "2bit", 0.9901, False, train_settings={"l2_dense": 1e-5})  # ANNT's recipe
     card("lenet5-1bit", "lenet5", "1bit", 0.975, False)       # 1-bit target 0.975: met
     card("galloway-S64-seed0", "galloway", "1bit", 0.9, True, options={"type": "S", "filters": 64}, stochastic=True,
          seed=0, train_settings={"epochs": 45})
@@ -370,11 +373,13 @@ def test_models_table_marks_targets_met_and_missed(tmp_path):
     card("fcn2-bnn-in2b-rfgsm-seed0", "fcn2", "1bit", 0.9, True, options={"binary": True}, input_bits=2, seed=0,
          train_settings={"adversarial": {"method": "rfgsm", "eps": 0.3, "eps_distribution": "fixed", "last_epochs": None}})
     rows = [r.split(" | ") for r in models_table(tmp_path).splitlines()[2:]]
-    assert [r[0] for r in rows] == ["| `models/lenet5-1bit`", "| `models/mnist_a-2bit`", "| `models/mnist_a-bn-2bit`",
-                                    "| `models/fcn2-bnn-in2b-rfgsm-seed0`", "| `models/galloway-A64-plus-seed1`",
+    assert [r[0] for r in rows] == ["| `models/lenet5-1bit`", "| `models/mnist_a-2bit`", "| `models/mnist_a-annt-2bit`",
+                                    "| `models/mnist_a-bn-2bit`", "| `models/fcn2-bnn-in2b-rfgsm-seed0`", "| `models/galloway-A64-plus-seed1`",
                                     "| `models/galloway-S64-seed0`"]
     assert rows[0][3:5] == ["–", "plain"] and rows[0][7:9] == ["≥ 0.975", "yes"]
     assert rows[1][1] == "ANNT (no BN)" and rows[1][7:10] == ["≥ 0.990", "**no**", "3 / 4"]
+    assert rows[2][1] == "ANNT (no BN)" and rows[2][4] == "plain; L2 1e-05 on dense kernels" and rows[2][8] == "yes"
+    del rows[2]
     assert rows[2][1] == "BatchNorm" and rows[2][6:9] == ["0.9900", "≥ 0.990", "yes"]
     assert rows[2][10] == "`configs/train/mnist_a-bn-2bit.yaml` |"
     # pack models: family options, input bits, adversarial training; no target (the registry has none); their script
