@@ -8,7 +8,7 @@ where the paper's CSV has it), then the two "is it real?" columns: PGD-40 on the
 BPDA, on the FGSM grid's images; Galloway: the robust grid's first 500 images) and the worst case of SPEC
 §12's ensemble (the robust grid, 500 images; blank where that grid has not run). Panda's page adds the
 breakthrough sweep: PGD-40 accuracy against eps, BPDA on and off, per model. Seeds pool (mean over the
-model's seed folders). Reads only runs/grid-<pack>-*/ (cheap).
+model's seed folders, ± their std where there are several). Reads only runs/grid-<pack>-*/ (cheap).
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ TABLES = {
          "grid-panda2019-tableII-VI-fgsm", "grid-panda2019-tableII-VI-worst", "tableII_VI_paper.csv"),
     ],
     "galloway2018": [
-        ("Table 1 (FGSM on the 10,000 test images; PGD-40 and the worst case on the first 500)",
+        ("Table 1 (FGSM on the 10,000 test images, mean ± std over seeds 0 and 1; PGD-40 and the worst case on the "
+         "first 500, seed 0)",
          "grid-galloway2018-table1-fgsm", "grid-galloway2018-table1-robust", "table1_paper.csv"),
     ],
 }
@@ -48,12 +49,15 @@ def _rows(grid: str) -> list[dict]:
 
 
 def _mean(rows: list[dict], metric: str) -> str:
+    """The mean over the rows (the seeds' cells), with ± their std where there are several."""
     vals = [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
-    return f"{np.mean(vals):.3f}" if vals else ""
+    if not vals:
+        return ""
+    return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals):.3f}" if len(vals) > 1 else "")
 
 
 def _diff(ours: str, paper: str) -> str:
-    return f"{float(ours) - float(paper):+.3f}" if ours and paper else ""
+    return f"{float(ours.split(' ± ')[0]) - float(paper):+.3f}" if ours and paper else ""
 
 
 def paper_vs_ours(pack: str, title: str, fgsm_grid: str, worst_grid: str, paper_csv: str) -> str:
