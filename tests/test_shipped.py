@@ -75,8 +75,8 @@ def test_shipped_model_folder_name_is_a_zoo_or_a_pack_name(folder):
 def test_name_rules_tell_zoo_and_pack_names_apart():
     zoo = ["lenet5-fp", "mnist_a-bn-4bit", "mnist_a-16bit", "resnet20-4bit", "mnist_a-annt-1bit"]
     pack = ["galloway-S64-seed0", "galloway-C128-plus-seed1", "fcn2-bnn-in2b-seed0", "fcn2-fp-in8b-rfgsm-seed1"]
-    neither = ["lenet5", "mnist_a-4", "mnist_a-bn-4bits", "mnist_a-l2-4bit", "galloway-D64-seed0", "galloway-A64-seed", "galloway-A-seed0",
-               "fcn2-bnn-in2b", "fcn3-fp-in2b-seed0", "fcn2-fp-in2b-pgd-seed0", "galloway-A64-rfgsm-seed0"]
+    neither = ["lenet5", "mnist_a-4", "mnist_a-bn-4bits", "mnist_a-l2-4bit", "galloway-D64-seed0", "galloway-A64-seed",
+               "galloway-A-seed0", "fcn2-bnn-in2b", "fcn3-fp-in2b-seed0", "fcn2-fp-in2b-pgd-seed0", "galloway-A64-rfgsm-seed0"]
     assert [n for n in zoo if ZOO_NAME.fullmatch(n) and not PACK_NAME.fullmatch(n)] == zoo
     assert [n for n in pack if PACK_NAME.fullmatch(n) and not ZOO_NAME.fullmatch(n)] == pack
     assert [n for n in neither if ZOO_NAME.fullmatch(n) or PACK_NAME.fullmatch(n)] == []
@@ -374,8 +374,8 @@ def test_models_table_marks_targets_met_and_missed(tmp_path):
          train_settings={"adversarial": {"method": "rfgsm", "eps": 0.3, "eps_distribution": "fixed", "last_epochs": None}})
     rows = [r.split(" | ") for r in models_table(tmp_path).splitlines()[2:]]
     assert [r[0] for r in rows] == ["| `models/lenet5-1bit`", "| `models/mnist_a-2bit`", "| `models/mnist_a-annt-2bit`",
-                                    "| `models/mnist_a-bn-2bit`", "| `models/fcn2-bnn-in2b-rfgsm-seed0`", "| `models/galloway-A64-plus-seed1`",
-                                    "| `models/galloway-S64-seed0`"]
+                                    "| `models/mnist_a-bn-2bit`", "| `models/fcn2-bnn-in2b-rfgsm-seed0`",
+                                    "| `models/galloway-A64-plus-seed1`", "| `models/galloway-S64-seed0`"]
     assert rows[0][3:5] == ["–", "plain"] and rows[0][7:9] == ["≥ 0.975", "yes"]
     assert rows[1][1] == "ANNT (no BN)" and rows[1][7:10] == ["≥ 0.990", "**no**", "3 / 4"]
     assert rows[2][1] == "ANNT (no BN)" and rows[2][4] == "plain; L2 1e-05 on dense kernels" and rows[2][8] == "yes"
