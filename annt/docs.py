@@ -93,13 +93,12 @@ def _training(card: dict) -> str:
 def models_table(root=None) -> str:
     """Markdown table of the shipped models' cards (``python -m annt.docs models``).
 
-    The zoo's models come first, by architecture, then family (the ANNT-faithful graph, the same graph
-    trained with ANNT's L2 penalty, then ``batchnorm: true``), then bit width; then the paper packs' models, by
-    architecture, bit width, family options, input bits (``input_bits``: Panda et al.'s input discretization,
-    "–" = none), training (plain before adversarial) and seed. The target column is the accuracy the registry holds the zoo to
-    (:meth:`~annt.models.registry.ArchSpec.target_for`); blank, with "n/a", where it has none. The last
-    column is what reproduces the model: its ``configs/train`` file, or its pack's ``ship_models.sh``
-    (:data:`PACK_SCRIPTS`).
+    The zoo's models come first, by architecture, then family (the ANNT-faithful graph, the same graph trained with
+    ANNT's L2 penalty, then ``batchnorm: true``), then bit width; then the paper packs' models, by architecture, bit
+    width, family options, input bits (``input_bits``: Panda et al.'s input discretization, "–" = none), training
+    (plain before adversarial) and seed. The target column is the accuracy the registry holds the zoo to
+    (:meth:`~annt.models.registry.ArchSpec.target_for`); blank, with "n/a", where it has none. The last column is
+    what reproduces the model: its ``configs/train`` file, or its pack's ``ship_models.sh`` (:data:`PACK_SCRIPTS`).
     """
     import json
     from pathlib import Path
