@@ -111,10 +111,9 @@ def models_table(root=None) -> str:
     cards = [json.loads(p.read_text()) | {"_dir": p.parent.name} for p in root.glob("*/card.json")]
 
     def order(c):
-        pack, tag = _is_pack(c), c["bits"]["label"]
-        adv = ((c.get("train_settings") or {}).get("adversarial") or {}).get("method") or ""
-        l2 = bool((c.get("train_settings") or {}).get("l2_dense"))
-        return (pack, c["arch"], False if pack else (bool(c.get("batchnorm")), l2),
+        pack, tag, settings = _is_pack(c), c["bits"]["label"], c.get("train_settings") or {}
+        adv = (settings.get("adversarial") or {}).get("method") or ""
+        return (pack, c["arch"], False if pack else (bool(c.get("batchnorm")), bool(settings.get("l2_dense"))),
                 _BITS_ORDER.index(tag) if tag in _BITS_ORDER else 99, json.dumps(c.get("options") or {}, sort_keys=True),
                 c.get("input_bits") or 0, adv, c.get("seed") or 0, c["_dir"])
 

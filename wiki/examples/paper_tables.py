@@ -48,16 +48,19 @@ def _rows(grid: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _mean(rows: list[dict], metric: str) -> str:
-    """The mean over the rows (the seeds' cells), with ± their std where there are several."""
-    vals = [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
+def _values(rows: list[dict], metric: str) -> list[float]:
+    return [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
+
+
+def _mean(vals: list[float]) -> str:
+    """The mean over the seeds' cells, with ± their std where there are several."""
     if not vals:
         return ""
     return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals):.3f}" if len(vals) > 1 else "")
 
 
-def _diff(ours: str, paper: str) -> str:
-    return f"{float(ours.split(' ± ')[0]) - float(paper):+.3f}" if ours and paper else ""
+def _diff(vals: list[float], paper: float) -> str:
+    return f"{np.mean(vals) - paper:+.3f}" if vals else ""
 
 
 def paper_vs_ours(pack: str, title: str, fgsm_grid: str, worst_grid: str, paper_csv: str) -> str:
@@ -74,11 +77,11 @@ def paper_vs_ours(pack: str, title: str, fgsm_grid: str, worst_grid: str, paper_
             continue  # rows the pack does not run (CIFAR-10, other K)
         clean = []
         if p.get("clean_accuracy") not in (None, ""):
-            ours, paper_clean = _mean(fgsm, "clean_accuracy"), f"{float(p['clean_accuracy']):.3f}"
-            clean = [ours, paper_clean, _diff(ours, paper_clean)]
-        adv, paper_adv = _mean(fgsm, "adversarial_accuracy"), f"{float(p['adversarial_accuracy']):.3f}"
-        body.append([p["model"], p["eps"], *clean, adv, paper_adv, _diff(adv, paper_adv),
-                     _mean(pgd, "adversarial_accuracy"), _mean(worst, "adversarial_accuracy")])
+            ours, paper_clean = _values(fgsm, "clean_accuracy"), float(p["clean_accuracy"])
+            clean = [_mean(ours), f"{paper_clean:.3f}", _diff(ours, paper_clean)]
+        adv, paper_adv = _values(fgsm, "adversarial_accuracy"), float(p["adversarial_accuracy"])
+        body.append([p["model"], p["eps"], *clean, _mean(adv), f"{paper_adv:.3f}", _diff(adv, paper_adv),
+                     _mean(_values(pgd, "adversarial_accuracy")), _mean(_values(worst, "adversarial_accuracy"))])
     has_clean = bool(body) and len(body[0]) == 10
     header = ["model", "eps", *(["clean ours", "paper", "diff"] if has_clean else []), "FGSM ours", "paper", "diff",
               "PGD-40 BPDA" if pack == "panda2019" else "PGD-40", "**worst case**"]
