@@ -337,6 +337,24 @@ def test_annt_three_key_set_loads_and_transfers(tmp_path, tiny_models, mnist_sam
     assert len(rows) == 1 and float(rows[0]["adversarial_accuracy"]) == 1.0 and float(rows[0]["l2_successful_mean"] or 0) == 0
 
 
+@pytest.mark.parametrize("passes", [None, 3])
+def test_transfer_judges_a_target_random_at_inference_over_stochastic_passes(tmp_path, mnist_sample, passes):
+    ds = mnist_sample
+    src = tmp_path / "clean.npz"
+    np.savez(src, images=ds.x[:10, :, :, 0], labels=ds.y[:10], image_index=ds.index[:10])
+    target = Path(__file__).resolve().parents[1] / "models" / "galloway-S64-seed0"
+    key = "" if passes is None else f", stochastic_passes: {passes}"
+    cfg = write_cfg(tmp_path, "tr", f"""
+        task: transfer
+        output_dir: {tmp_path / 'runs'}
+        data: {{dataset: mnist, split: test, source: sample}}
+        transfer: {{sources: [{src}], targets: [{target}]{key}}}
+        """)
+    assert run_main([cfg]) == 0
+    [row] = list(csv.DictReader(open(only_run(tmp_path, "transfer") / "transfer_long.csv")))
+    assert int(row["passes"]) == (passes or 10)  # model.stochastic_passes's default when the key is left out
+
+
 def test_failed_run_is_marked_and_skipped_by_globs(tmp_path, tiny_models, monkeypatch):
     import annt.attacks.runner as attacks
 

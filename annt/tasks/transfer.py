@@ -16,7 +16,7 @@ from annt.io import atomic_write_text
 from annt.runs import Run
 from annt.tables import markdown, to_csv
 from annt.config.schema import REQUIRED, Key
-from annt.config.sections import adversarial_path, check_data, check_sets_fit_models, expand_paths
+from annt.config.sections import MODEL, adversarial_path, check_data, check_sets_fit_models, expand_paths
 
 #: (key of :func:`annt.evaluation.transfer.cells`, what it is, heat-map drawn)
 MATRICES = (("adversarial_accuracy", "adversarial accuracy", True), ("transfer_rate", "transfer rate", True),
@@ -27,6 +27,7 @@ SECTION = {
     "sources": Key("list", REQUIRED, "Adversarial sets: .npz files or attack run folders (globs allowed).", item="path"),
     "targets": Key("list", REQUIRED, "Target model folders or glob patterns (e.g. models/mnist_a-*).", item="path"),
     "batch_size": Key("int", 256, "Inference batch size.", min=1),
+    "stochastic_passes": MODEL["stochastic_passes"],  # for targets random at inference, as model.stochastic_passes
 }
 
 
@@ -59,7 +60,7 @@ def run_transfer(cfg: dict, run: Run) -> dict:
         raise AnntError(str(e)) from None
     records: list[dict] = []
     rows = transfer(t["sources"], t["targets"], dataset=lambda: load_split(cfg), batch_size=t["batch_size"], log=run.log,
-                    records_out=records, seed=cfg["seed"])
+                    records_out=records, passes=t["stochastic_passes"], seed=cfg["seed"])
     cell_rows = cells(rows)
     for r in (*rows, *cell_rows):
         r["source_label"], r["target_label"] = rows_axis.label(r["source"]), cols_axis.label(r["target"])
