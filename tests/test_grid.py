@@ -320,6 +320,21 @@ def test_transfer_all_pairs_uses_exactly_the_grids_own_attack_runs(tmp_path, cap
     assert (gdir / "transfer-heatmap_adversarial_accuracy.png").is_file()
 
 
+@needs_models
+def test_transfer_cells_take_the_attack_cells_stochastic_passes_and_keep_their_hash_at_the_default(tmp_path):
+    grid = FGSM_BASE + f"axes:\n  model: [{FP}, {ONE}]\ntransfer: all-pairs\n"
+
+    def transfer_cell(text, name):
+        [tr] = [c for c in cells_of(load_config(write_grid(tmp_path, text, name=name))) if c.task == "transfer"]
+        return tr
+
+    plain = transfer_cell(grid, "plain")
+    default = transfer_cell(grid.replace("  task: attack\n", "  task: attack\n  model: {stochastic_passes: 10}\n"), "d")
+    three = transfer_cell(grid.replace("  task: attack\n", "  task: attack\n  model: {stochastic_passes: 3}\n"), "t")
+    assert plain.template["transfer"]["stochastic_passes"] == 10 and three.template["transfer"]["stochastic_passes"] == 3
+    assert default.hash == plain.hash != three.hash  # a finished transfer cell stays valid unless the passes change
+
+
 # --------------------------------------------------------------------------- aggregation, exact values
 def _fake_done(cell, runs: list[dict], elapsed: float) -> Path:
     run = cell.folder / f"20240101-000000-attack-{cell.label}"
