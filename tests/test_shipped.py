@@ -388,6 +388,7 @@ def test_models_table_marks_targets_met_and_missed(tmp_path):
     assert rows[6][1] == "type S, K = 64; stochastic (accuracies: one random pass)" and rows[6][4] == "plain"
     assert rows[6][10] == "`configs/papers/galloway2018/ship_models.sh` |"
 
+
 @pytest.mark.skipif(not (ROOT / "models" / "mnist_a-4bit").is_dir(), reason="shipped model missing")
 def test_quickstart_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), str(ROOT / "configs" / "quickstart.yaml"),

@@ -390,7 +390,6 @@ def _check_collisions(ctx: Context, cells: list[Cell]) -> None:
 
 # --------------------------------------------------------------------------- transfer cells
 TRANSFER_KEYS = ("sources", "targets", "batch_size")
-PASSES = MODEL["stochastic_passes"]  # the transfer cells take the attack cells' model.stochastic_passes
 
 
 def resolve_transfer(ctx: Context, spec: Any, task: str, axes: Mapping) -> Any:
@@ -449,14 +448,13 @@ def _transfer_cells(ctx: Context, g: dict, base: dict, axes: list[Axis], cells: 
     for key, srcs in groups.items():
         label = "-".join(["transfer", *(a.labels[i] for a, i in zip(others, key))])
         # targets random at inference are predicted in as many passes as the attack cells used
-        passes = srcs[0].config["model"].get("stochastic_passes", PASSES.default)
+        passes = srcs[0].config["model"].get("stochastic_passes", MODEL["stochastic_passes"].default)
         template = {"task": "transfer", "seed": base["seed"], "data": copy.deepcopy(base.get("data") or {}),
                     "transfer": {"targets": targets, "batch_size": spec["batch_size"], "stochastic_passes": passes}}
         material = {"task": "transfer", "data": srcs[0].identity["data"],
                     "data_section": srcs[0].identity["config"].get("data"),
                     "transfer": {"batch_size": spec["batch_size"], "targets": [ident.fingerprint(t) for t in targets],
-                                 # left out at its default, as every cell's identity leaves defaults out
-                                 **({"stochastic_passes": passes} if passes != PASSES.default else {})},
+                                 **ident.without_defaults({"stochastic_passes": passes}, MODEL)},  # as every cell's
                     "sources": [c.hash for c in srcs], "code": code}
         out.append(Cell(label=label, task="transfer", config=None, hash=ident.digest(material), identity=material,
                         root=root, axes={a.name: a.shown[i] for a, i in zip(others, key)},

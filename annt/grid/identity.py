@@ -140,13 +140,13 @@ def _is_default(value: Any, default: Any) -> bool:
     return default is not REQUIRED and type(value) is type(default) and value == default
 
 
-def _without_defaults(values: dict, schema: Mapping[str, Any]) -> dict:
+def without_defaults(values: dict, schema: Mapping[str, Any]) -> dict:
     """``values`` without the keys whose value is their :class:`Key`'s default (sections recursively)."""
     out = {}
     for k, v in values.items():
         spec = schema.get(k)
         if isinstance(spec, Mapping) and isinstance(v, dict):
-            out[k] = _without_defaults(v, spec)
+            out[k] = without_defaults(v, spec)
         elif not (isinstance(spec, Key) and _is_default(v, spec.default)):
             out[k] = v
     return out
@@ -162,10 +162,10 @@ def config_material(cfg: dict) -> dict:
     section = out.get(cfg["task"])
     if isinstance(section, dict) and "resume" in section:
         out[cfg["task"]] = {k: v for k, v in section.items() if k != "resume"}
-    out = _without_defaults(out, SCHEMA)
+    out = without_defaults(out, SCHEMA)
     attack = out.get("attack")
     if isinstance(attack, dict) and isinstance(attack.get("params"), dict) and cfg["attack"]["name"] in ATTACKS:
-        attack["params"] = _without_defaults(attack["params"], param_schema(ATTACKS[cfg["attack"]["name"]]))
+        attack["params"] = without_defaults(attack["params"], param_schema(ATTACKS[cfg["attack"]["name"]]))
     return _replace_paths(out)
 
 
